@@ -1,0 +1,71 @@
+"""Baselines of [001] Table 1: single-op networks (M07), Random (M05), Random search (M06)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from harness.methods.base import SearchOutcome
+from harness.methods.context import MethodContext, TrialDiverged
+from harness.methods.training import train_and_evaluate
+
+
+@dataclass
+class SingleOp:
+    """Every layer / edge the same benign op ("Learnable Grad. only", "Nets only")."""
+
+    name: str
+    op: str
+    entry: str = "M07"
+    spaces: tuple[str, ...] = ("sequential", "nonsequential")
+    description: str = ""
+
+    def search(self, ctx: MethodContext) -> SearchOutcome:
+        return SearchOutcome(genotype=ctx.space.uniform_genotype(self.op))
+
+
+@dataclass
+class RandomArchitecture:
+    """One architecture drawn uniformly from the op set, trained and evaluated."""
+
+    name: str = "random"
+    entry: str = "M05"
+    spaces: tuple[str, ...] = ("sequential", "nonsequential")
+    description: str = "a single uniformly random architecture"
+
+    def search(self, ctx: MethodContext) -> SearchOutcome:
+        return SearchOutcome(genotype=ctx.space.random_genotype(ctx.ops, ctx.streams.generator("arch")))
+
+
+@dataclass
+class RandomSearch:
+    """Best validation PSNR of ``k`` random architectures (k = 5 matches one DAS run's time
+    budget in [001] Table 1: 5 x 0:35 = 2:55 vs 2:39-2:53)."""
+
+    name: str = "random-search"
+    entry: str = "M06"
+    spaces: tuple[str, ...] = ("sequential", "nonsequential")
+    k: int = 5
+    description: str = "best of k random architectures (equal time budget)"
+
+    def search(self, ctx: MethodContext) -> SearchOutcome:
+        candidates = []
+        for i in range(self.k):
+            child = ctx.streams.child(i)
+            genotype = ctx.space.random_genotype(ctx.ops, child.generator("arch"))
+            try:
+                score = train_and_evaluate(genotype, ctx, child)
+            except TrialDiverged as exc:
+                score, reason = math.nan, str(exc)
+            else:
+                reason = ""
+            candidates.append({"genotype": genotype, "score": score, "failure_reason": reason})
+        finite = [c for c in candidates if math.isfinite(c["score"])]
+        if not finite:
+            raise TrialDiverged(f"all {self.k} random-search candidates failed: {candidates[0]['failure_reason']}")
+        best = max(finite, key=lambda c: c["score"])
+        return SearchOutcome(
+            genotype=best["genotype"],
+            arch_score=best["score"],
+            extra={"candidates": candidates, "n_failed_candidates": self.k - len(finite)},
+        )

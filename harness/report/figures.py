@@ -1,0 +1,272 @@
+"""Report figures, drawn on the Agg canvas without pyplot.
+
+Why no pyplot: the report may run inside a notebook or a worker thread, and pyplot's global
+state (backend, current figure) would leak into or out of it. Each function writes one PNG
+and returns its path, or None with a reason appended to ``notes`` when there is nothing to
+draw (empty groups, all-failed groups, baselines without a one-shot score).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from harness.report.tables import label, order_key, ordered
+from harness.stats import alpha_probabilities, correlate, fit_inverse_sqrt, iter_groups, ok_values, op_frequencies
+from harness.stats._common import n_failed, ok_pairs
+
+ROW_COLUMNS = ("space", "op_set", "method", "hp_set")
+DPI = 100
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "x"
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
+    cols = min(max_cols, max(n, 1))
+    return math.ceil(max(n, 1) / cols), cols
+
+
+def _message_figure(path: Path, title: str, message: str) -> Path:
+    fig = _new_figure(6, 2.5)
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    ax.set_title(title)
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, transform=ax.transAxes)
+    return _save(fig, path)
+
+
+def row_label(labels: dict, columns: Sequence[str] = ROW_COLUMNS) -> str:
+    return " / ".join(label(c, labels[c]) if c == "method" else str(labels[c]) for c in columns)
+
+
+def scatter_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: list[str]) -> Path:
+    """Figs 3-8: architecture score vs one-shot score, one panel per (space, method, hp set).
+
+    Op sets are colours, each with its least-squares line and Spearman/Pearson in the legend.
+    Always writes the PNG (a message panel if no trial has a one-shot score).
+    """
+    sub = df[df["dataset"] == dataset]
+    panels = []
+    for labels, g in iter_groups(sub, ("space", "method", "hp_set")):
+        if ok_pairs(g, "oneshot_score", "arch_score")[0].size:
+            panels.append((labels, g))
+    if not panels:
+        notes.append(f"scatter {dataset}: no trial has both a one-shot and an architecture score")
+        return _message_figure(path, label("dataset", dataset), "no one-shot scores (baselines only or all failed)")
+    panels = sorted(panels, key=lambda p: tuple(order_key(c, p[0][c]) for c in ("space", "method", "hp_set")))
+    nrows, ncols = _grid(len(panels))
+    fig = _new_figure(4.6 * ncols, 3.8 * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, (labels, g) in zip(axes, panels, strict=False):
+        for i, op_set in enumerate(ordered("op_set", g["op_set"])):
+            part = g[g["op_set"] == op_set]
+            x, y = ok_pairs(part, "oneshot_score", "arch_score")
+            if x.size == 0:
+                continue
+            res = correlate(x, y, n_boot=0)
+            color = f"C{i}"
+            text = f"{label('op_set', op_set)} n={x.size}: ρ={_num(res['spearman_rho'])}, r={_num(res['pearson_r'])}"
+            ax.scatter(x, y, s=14, alpha=0.7, color=color, label=text)
+            if np.isfinite(res["slope"]):
+                xs = np.linspace(x.min(), x.max(), 2)
+                ax.plot(xs, res["intercept"] + res["slope"] * xs, color=color, lw=1.2)
+        failed = n_failed(g)
+        title = f"{labels['space']} / {label('method', labels['method'])} / {labels['hp_set']}"
+        ax.set_title(title + (f"\n({failed} failed trial(s) not shown)" if failed else ""), fontsize=9)
+        ax.set_xlabel("one-shot validation PSNR")
+        ax.set_ylabel("architecture validation PSNR")
+        ax.legend(fontsize=7, loc="best")
+        ax.grid(alpha=0.3)
+    for ax in axes[len(panels) :]:
+        ax.set_axis_off()
+    fig.suptitle(f"{label('dataset', dataset)}: architecture vs one-shot score")
+    return _save(fig, path)
+
+
+def _num(value: float) -> str:
+    return "nan" if not np.isfinite(value) else f"{value:.2f}"
+
+
+def _rows(df: pd.DataFrame) -> list[tuple[str, np.ndarray, int]]:
+    rows = []
+    for labels, g in iter_groups(df, ROW_COLUMNS):
+        rows.append((labels, ok_values(g, "arch_score"), n_failed(g)))
+    rows.sort(key=lambda r: tuple(order_key(c, r[0][c]) for c in ROW_COLUMNS))
+    return [(row_label(lab) + (f" ({f} failed)" if f else ""), v, f) for lab, v, f in rows]
+
+
+def distributions_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: list[str]) -> Path | None:
+    """Box + strip plot of architecture scores per row (space / op set / method / hp set)."""
+    rows = _rows(df[df["dataset"] == dataset])
+    if not any(v.size for _, v, _ in rows):
+        notes.append(f"distributions {dataset}: no ok trials")
+        return None
+    fig = _new_figure(9, 1.0 + 0.45 * len(rows))
+    ax = fig.add_subplot()
+    rng = np.random.default_rng(0)
+    for i, (name, v, _) in enumerate(rows):
+        if v.size == 0:
+            continue  # the row keeps its tick, labelled "all failed"
+        ax.boxplot(v, positions=[i], vert=False, widths=0.6, showfliers=False)
+        ax.scatter(v, i + rng.uniform(-0.18, 0.18, v.size), s=9, alpha=0.6, color="C0", zorder=3)
+    ax.set_yticks(range(len(rows)), [n if v.size else f"{n} — all failed" for n, v, _ in rows], fontsize=8)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.invert_yaxis()
+    ax.set_xlabel("architecture validation PSNR")
+    ax.set_title(f"{label('dataset', dataset)}: distribution over trials (ok trials only)")
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def ecdf_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: list[str]) -> Path | None:
+    """Empirical CDF of architecture scores per row, one panel per search space."""
+    sub = df[df["dataset"] == dataset]
+    spaces = ordered("space", sub["space"])
+    panels = [(s, [r for r in _rows(sub[sub["space"] == s]) if r[1].size]) for s in spaces]
+    panels = [(s, rows) for s, rows in panels if rows]
+    if not panels:
+        notes.append(f"ECDF {dataset}: no ok trials")
+        return None
+    fig = _new_figure(6.5 * len(panels), 4.5)
+    axes = fig.subplots(1, len(panels), squeeze=False).ravel()
+    for ax, (space, rows) in zip(axes, panels, strict=False):
+        for i, (name, v, _) in enumerate(rows):
+            xs = np.sort(v)
+            style = "-" if i < 10 else "--"
+            ax.step(xs, np.arange(1, xs.size + 1) / xs.size, style, where="post", label=name, color=f"C{i % 10}")
+        ax.set_title(f"{label('dataset', dataset)} / {space}")
+        ax.set_xlabel("architecture validation PSNR")
+        ax.set_ylabel("fraction of ok trials ≤ x")
+        ax.legend(fontsize=6, loc="upper left")
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def alpha_trajectories(record: pd.Series, path: Path, notes: list[str]) -> Path | None:
+    """Softmax op probabilities over epochs, one panel per layer/edge (epoch 0 = init)."""
+    res = alpha_probabilities(record)
+    if res is None:
+        notes.append(f"alphas {record.get('trial_id')}: no alpha history")
+        return None
+    probs, ops, positions = res
+    nrows, ncols = _grid(len(positions), max_cols=5 if len(positions) <= 10 else 6)
+    fig = _new_figure(2.6 * ncols, 2.0 * nrows + 0.6)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True).ravel()
+    epochs = np.arange(probs.shape[0])
+    for p, ax in enumerate(axes):
+        if p >= len(positions):
+            ax.set_axis_off()
+            continue
+        for k, op in enumerate(ops):
+            ax.plot(epochs, probs[:, p, k], label=op, color=f"C{k}")
+        ax.set_title(positions[p], fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    score = record.get("arch_score")
+    score = float(score) if score is not None else np.nan
+    what = " / ".join(str(record.get(c)) for c in ("dataset", "space", "op_set", "method", "hp_set"))
+    fig.suptitle(f"{what} / seed {record.get('seed')}: arch score {_num(score)}", fontsize=9)
+    return _save(fig, path)
+
+
+def op_frequency_figure(df: pd.DataFrame, dataset: str, space: str, path: Path, notes: list[str]) -> Path | None:
+    """Heatmaps of how often each op was chosen at each position, one panel per row."""
+    sub = df[(df["dataset"] == dataset) & (df["space"] == space)]
+    freq = op_frequencies(sub, ("op_set", "method", "hp_set"))
+    if freq.empty:
+        notes.append(f"op frequencies {dataset}/{space}: no genotypes of ok trials")
+        return None
+    groups = sorted(
+        {tuple(r) for r in freq[["op_set", "method", "hp_set"]].itertuples(index=False)},
+        key=lambda k: tuple(order_key(c, v) for c, v in zip(("op_set", "method", "hp_set"), k, strict=False)),
+    )
+    max_panels = 12
+    if len(groups) > max_panels:
+        notes.append(f"op frequencies {dataset}/{space}: showing {max_panels} of {len(groups)} rows")
+        groups = groups[:max_panels]
+    n_pos = int(freq["position_index"].max()) + 1
+    nrows, ncols = _grid(len(groups), max_cols=2 if n_pos > 12 else 3)
+    fig = _new_figure(max(4.0, 0.32 * n_pos + 2) * ncols, 2.4 * nrows + 0.5)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    image = None
+    for ax, key in zip(axes, groups, strict=False):
+        part = freq[(freq["op_set"] == key[0]) & (freq["method"] == key[1]) & (freq["hp_set"] == key[2])]
+        table = part.pivot_table(index="op", columns="position_index", values="freq", fill_value=0.0)
+        table = table.reindex(columns=range(n_pos), fill_value=0.0)
+        image = ax.imshow(table.to_numpy(), aspect="auto", vmin=0, vmax=1, cmap="viridis")
+        ax.set_yticks(range(len(table.index)), list(table.index), fontsize=7)
+        positions = part.drop_duplicates("position_index").set_index("position_index")["position"]
+        ax.set_xticks(range(n_pos), [str(positions.get(i, i)) for i in range(n_pos)], rotation=90, fontsize=6)
+        n_geno = int(part["n_genotypes"].iloc[0])
+        ax.set_title(f"{key[0]} / {label('method', key[1])} / {key[2]} (n={n_geno})", fontsize=8)
+    for ax in axes[len(groups) :]:
+        ax.set_axis_off()
+    if image is not None:
+        fig.colorbar(image, ax=list(axes[: len(groups)]), shrink=0.8, label="fraction of genotypes")
+    fig.suptitle(f"{label('dataset', dataset)} / {space}: chosen op per position")
+    return _save(fig, path)
+
+
+def seed_budget_figure(curve: pd.DataFrame, budget: pd.DataFrame, dataset: str, path: Path) -> Path | None:
+    """Bootstrap CI width of the median vs n per row, with the fitted c/sqrt(n) and target."""
+    sub = curve[curve["dataset"] == dataset]
+    if sub.empty:
+        return None
+    fig = _new_figure(7.5, 4.8)
+    ax = fig.add_subplot()
+    for i, (labels, g) in enumerate(iter_groups(sub, ROW_COLUMNS)):
+        color, style = f"C{i % 10}", "-" if i < 10 else "--"
+        ax.plot(g["n"], g["width_mean"], "o", color=color, ms=3)
+        c = fit_inverse_sqrt(g["n"], g["width_mean"])
+        ns = np.linspace(g["n"].min(), max(g["n"].max(), 75), 50)
+        ax.plot(ns, c / np.sqrt(ns), style, color=color, lw=1, label=row_label(labels))
+    target = budget["target_width"].dropna()
+    if not target.empty:
+        ax.axhline(float(target.iloc[0]), color="k", lw=0.8, ls=":", label="target width")
+    ax.set_xlabel("ok trials n")
+    ax.set_ylabel("95% CI width of the median")
+    ax.set_title(f"{label('dataset', dataset)}: seed budget (points: subsample bootstrap, lines: c/√n)")
+    ax.legend(fontsize=6)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def pick_alpha_trials(df: pd.DataFrame, limit: int) -> list[pd.Series]:
+    """Best and worst ok trial of each row that has alpha histories, in paper order, up to ``limit``."""
+    if "alpha_history" not in df.columns or limit <= 0:
+        return []
+    has = df[df["alpha_history"].map(lambda h: isinstance(h, list) and len(h) > 0)]
+    has = has[has["status"] == "ok"]
+    picked: list[pd.Series] = []
+    groups = sorted(
+        iter_groups(has, ("dataset", *ROW_COLUMNS)), key=lambda p: tuple(order_key(c, v) for c, v in p[0].items())
+    )
+    for _, g in groups:
+        scored = g.dropna(subset=["arch_score"]).sort_values("arch_score")
+        candidates = [scored.iloc[-1], scored.iloc[0]] if len(scored) > 1 else [g.iloc[0]]
+        for rec in candidates:
+            if len(picked) < limit:
+                picked.append(rec)
+    return picked

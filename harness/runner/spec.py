@@ -1,0 +1,156 @@
+"""What a trial is (``TrialSpec``) and what it records (``TrialResult``).
+
+A trial is (problem, space, op set, method, hyperparameter set, seed) plus the number of
+epochs and optional overrides. The spec is hashable and has a stable ``trial_id`` so the
+store can tell which trials of a study are already done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+
+# Columns every trials table has, in this order (see harness.runner.store).
+TRIAL_COLUMNS = [
+    "trial_id",
+    "dataset",
+    "space",
+    "op_set",
+    "method",
+    "hp_set",
+    "seed",
+    "epochs",
+    "status",
+    "failure_reason",
+    "metric",
+    "oneshot_score",
+    "arch_score",
+    "runtime_s",
+    "search_runtime_s",
+    "retrain_runtime_s",
+    "genotype",
+    "n_param_free_ops",
+    "overrides",
+    "finished_at",
+]
+
+
+def _freeze(value: Any) -> Any:
+    """Turn dicts/lists into sorted tuples so specs stay hashable."""
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, tuple) and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+        return {k: _thaw(v) for k, v in value}
+    return value
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything that determines a trial's result (on a given machine)."""
+
+    dataset: str
+    space: str
+    op_set: str
+    method: str
+    hp_set: str
+    seed: int
+    epochs: int = 50
+    # Hyperparameter overrides on top of ``hp_set`` (e.g. from BOHB) and options of the
+    # problem / space / method; stored frozen so the spec stays hashable.
+    hp_overrides: tuple = field(default=())
+    options: tuple = field(default=())
+
+    @classmethod
+    def make(
+        cls,
+        *,
+        hp_overrides: dict | None = None,
+        options: dict | None = None,
+        **fields: Any,
+    ) -> TrialSpec:
+        return cls(
+            hp_overrides=_freeze(hp_overrides or {}),
+            options=_freeze(options or {}),
+            **fields,
+        )
+
+    @property
+    def hp_overrides_dict(self) -> dict:
+        return _thaw(self.hp_overrides) if self.hp_overrides else {}
+
+    @property
+    def options_dict(self) -> dict:
+        return _thaw(self.options) if self.options else {}
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["hp_overrides"] = self.hp_overrides_dict
+        d["options"] = self.options_dict
+        return d
+
+    @property
+    def trial_id(self) -> str:
+        payload = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha1(payload.encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrialResult:
+    """The record of one finished (or failed) trial; one line of the trial store."""
+
+    spec: TrialSpec
+    status: str
+    metric: str = "psnr"
+    oneshot_score: float = math.nan
+    arch_score: float = math.nan
+    runtime_s: float = math.nan
+    search_runtime_s: float = math.nan
+    retrain_runtime_s: float = math.nan
+    failure_reason: str = ""
+    genotype: list | None = None
+    n_param_free_ops: int | None = None
+    final_alphas: list | None = None
+    alpha_history: list | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_record(self) -> dict:
+        record = {"trial_id": self.spec.trial_id, **self.spec.to_dict()}
+        record.pop("hp_overrides")
+        record["overrides"] = self.spec.hp_overrides_dict
+        record["options"] = self.spec.options_dict
+        record.update(
+            status=self.status,
+            failure_reason=self.failure_reason,
+            metric=self.metric,
+            oneshot_score=_finite_or_none(self.oneshot_score),
+            arch_score=_finite_or_none(self.arch_score),
+            runtime_s=_finite_or_none(self.runtime_s),
+            search_runtime_s=_finite_or_none(self.search_runtime_s),
+            retrain_runtime_s=_finite_or_none(self.retrain_runtime_s),
+            genotype=self.genotype,
+            n_param_free_ops=self.n_param_free_ops,
+            final_alphas=self.final_alphas,
+            alpha_history=self.alpha_history,
+            extra=self.extra,
+        )
+        return record
+
+
+def _finite_or_none(x: float) -> float | None:
+    """JSON has no NaN; a missing or non-finite score is stored as null."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None

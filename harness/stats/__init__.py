@@ -1,0 +1,48 @@
+"""Statistics over a study's trials: pure functions on the trials DataFrame.
+
+Each function takes the DataFrame from ``harness.runner.store.load_trials`` and the columns
+to group by (default ``GROUP_COLUMNS``) and returns a DataFrame with one row per group.
+Only ok trials enter a statistic; ``n`` and ``n_failed`` always say how many were left out.
+Too small or degenerate groups give NaN and a reason in a ``*note`` column, never an error.
+"""
+
+from harness.stats._common import GROUP_COLUMNS, bootstrap_ci, bootstrap_distribution, iter_groups, ok_values
+from harness.stats.compare import compare_groups, compare_two, level_labels, prob_superiority
+from harness.stats.correlation import correlate, correlations
+from harness.stats.describe import describe_scores, score_stats, summary_table
+from harness.stats.genotypes import alpha_probabilities, flatten_genotype, op_frequencies, softmax
+from harness.stats.search import (
+    ci_width_curve,
+    expected_steps,
+    fit_inverse_sqrt,
+    random_search_steps,
+    seed_budget,
+    steps_to_beat,
+)
+
+__all__ = [
+    "GROUP_COLUMNS",
+    "alpha_probabilities",
+    "bootstrap_ci",
+    "bootstrap_distribution",
+    "ci_width_curve",
+    "compare_groups",
+    "compare_two",
+    "correlate",
+    "correlations",
+    "describe_scores",
+    "expected_steps",
+    "fit_inverse_sqrt",
+    "flatten_genotype",
+    "iter_groups",
+    "level_labels",
+    "ok_values",
+    "op_frequencies",
+    "prob_superiority",
+    "random_search_steps",
+    "score_stats",
+    "seed_budget",
+    "softmax",
+    "steps_to_beat",
+    "summary_table",
+]

@@ -1,0 +1,132 @@
+"""Comparing two methods (or hyperparameter sets) on the same data set and search space.
+
+Score distributions over seeds are skewed and often bimodal (the paper's failure clusters),
+so we compare medians with a bootstrap CI, use the rank-based Mann-Whitney U test, and give
+the probability that a random trial of A beats one of B: the chance a user who runs each
+once ends up better off with A.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from harness.stats._common import (
+    as_list,
+    bootstrap_indices,
+    group_rng,
+    iter_groups,
+    join_notes,
+    n_failed,
+    ok_values,
+    percentile_interval,
+)
+
+COMPARE_COLUMNS = [
+    "a",
+    "b",
+    "n_a",
+    "n_b",
+    "n_failed_a",
+    "n_failed_b",
+    "median_a",
+    "median_b",
+    "median_diff",
+    "median_diff_ci_low",
+    "median_diff_ci_high",
+    "mannwhitney_u",
+    "mannwhitney_p",
+    "prob_a_beats_b",
+    "note",
+]
+
+
+def prob_superiority(a: np.ndarray, b: np.ndarray) -> float:
+    """P(random trial of A > random trial of B), ties counting 1/2; NaN if a side is empty."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.size == 0 or b.size == 0:
+        return np.nan
+    diff = a[:, None] - b[None, :]
+    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
+
+
+def compare_two(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    rng: np.random.Generator | int = 0,
+) -> dict:
+    """Median difference (A - B) with bootstrap CI, two-sided Mann-Whitney U, P(A beats B)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    out = {c: np.nan for c in COMPARE_COLUMNS if c not in ("a", "b", "n_failed_a", "n_failed_b")}
+    out.update(n_a=int(a.size), n_b=int(b.size), note="")
+    if a.size == 0 or b.size == 0:
+        out["note"] = "a side has no ok trials"
+        return out
+    out["median_a"], out["median_b"] = float(np.median(a)), float(np.median(b))
+    out["median_diff"] = out["median_a"] - out["median_b"]
+    out["prob_a_beats_b"] = prob_superiority(a, b)
+    notes = []
+    if np.unique(np.concatenate([a, b])).size == 1:
+        notes.append("all values equal: no test")
+    else:
+        res = stats.mannwhitneyu(a, b, alternative="two-sided")
+        out["mannwhitney_u"], out["mannwhitney_p"] = float(res.statistic), float(res.pvalue)
+    if min(a.size, b.size) < 3:
+        notes.append(f"n={min(a.size, b.size)}<3: no bootstrap CI")
+    elif n_boot > 0:
+        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        ia = np.concatenate(list(bootstrap_indices(rng, a.size, n_boot)))
+        ib = np.concatenate(list(bootstrap_indices(rng, b.size, n_boot)))
+        boot = np.median(a[ia], axis=1) - np.median(b[ib], axis=1)
+        out["median_diff_ci_low"], out["median_diff_ci_high"] = percentile_interval(boot, ci)
+    out["note"] = join_notes(*notes)
+    return out
+
+
+def level_labels(df: pd.DataFrame, between: str | Sequence[str]) -> pd.Series:
+    """The label of each trial's level, e.g. ``'das/H1'`` for ``between=('method', 'hp_set')``."""
+    cols = as_list(between)
+    parts = [df[c].astype(object).where(df[c].notna(), "-").astype(str) for c in cols]
+    label = parts[0]
+    for p in parts[1:]:
+        label = label + "/" + p
+    return label
+
+
+def compare_groups(
+    df: pd.DataFrame,
+    by: str | Sequence[str] = ("dataset", "space", "op_set"),
+    between: str | Sequence[str] = ("method", "hp_set"),
+    *,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    score: str = "arch_score",
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Compare every pair of levels of ``between`` (or the given ``pairs``) within each ``by`` group.
+
+    Levels are labelled by joining the ``between`` columns with '/'; with the defaults a row
+    compares e.g. ``das/H1`` with ``random/H1`` on blur, sequential, all ops.
+    """
+    cols = as_list(by)
+    rows = []
+    for labels, g in iter_groups(df, cols):
+        lev = level_labels(g, between)
+        present = sorted(lev.unique())
+        todo = pairs if pairs is not None else list(itertools.combinations(present, 2))
+        for a, b in todo:
+            if a not in present or b not in present:
+                continue
+            ga, gb = g[lev == a], g[lev == b]
+            rng = group_rng(seed, ("compare", *labels.values(), a, b))
+            res = compare_two(ok_values(ga, score), ok_values(gb, score), n_boot=n_boot, ci=ci, rng=rng)
+            rows.append({**labels, "a": a, "b": b, "n_failed_a": n_failed(ga), "n_failed_b": n_failed(gb), **res})
+    return pd.DataFrame(rows, columns=cols + COMPARE_COLUMNS)
