@@ -2,7 +2,16 @@ import pytest
 import torch
 
 from harness.problems import make_problem
-from harness.spaces import OP_SETS, OPS, PARAMETER_FREE_OPS, NonSequentialSpace, OpConfig, OpContext, SequentialSpace, op_names
+from harness.spaces import (
+    OP_SETS,
+    OPS,
+    PARAMETER_FREE_OPS,
+    NonSequentialSpace,
+    OpConfig,
+    OpContext,
+    SequentialSpace,
+    op_names,
+)
 from harness.spaces.nonsequential import edges
 from harness.spaces.ops import MixedOp
 

@@ -30,7 +30,9 @@ class Streams:
     def __init__(self, seed: int | np.random.SeedSequence) -> None:
         self.seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
         children = self.seq.spawn(len(STREAM_NAMES))
-        self._seeds = {name: int(c.generate_state(1, dtype=np.uint64)[0] >> 1) for name, c in zip(STREAM_NAMES, children)}
+        self._seeds = {
+            name: int(c.generate_state(1, dtype=np.uint64)[0] >> 1) for name, c in zip(STREAM_NAMES, children)
+        }
         self._children_seq = children[STREAM_NAMES.index("children")]
         self._generators: dict[str, torch.Generator] = {}
 
@@ -49,7 +51,8 @@ class Streams:
 
     def child(self, index: int) -> Streams:
         """Streams for the index-th sub-run (e.g. a random-search candidate)."""
-        return Streams(np.random.SeedSequence(self._children_seq.entropy, spawn_key=(*self._children_seq.spawn_key, index)))
+        parent = self._children_seq
+        return Streams(np.random.SeedSequence(parent.entropy, spawn_key=(*parent.spawn_key, index)))
 
     @contextlib.contextmanager
     def seeded_init(self, name: str = "init"):

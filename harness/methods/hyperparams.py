@@ -128,7 +128,9 @@ _paper_set(
     False, "none", "adam",
 )
 # [001] Table 8 (BOHB, non-sequential space, blur).
-_paper_set("BOHB-Non-Seq-one-shot-Blur", 0.0050969066, 2.423e-07, False, 1.32499e-05, 0.0010171142, False, "none", "adam")
+_paper_set(
+    "BOHB-Non-Seq-one-shot-Blur", 0.0050969066, 2.423e-07, False, 1.32499e-05, 0.0010171142, False, "none", "adam"
+)
 _paper_set("BOHB-Non-Seq-Blur", 0.0037014752, 1.4573e-06, False, 0.0012395056, 0.0002855732, False, "none", "adam")
 
 

@@ -51,7 +51,7 @@ def blur_conv(x: torch.Tensor, kernel: torch.Tensor, boundary: str) -> torch.Ten
     if boundary == "zeros":
         x3 = F.pad(x3, (pad, pad))
     else:
-        x3 = F.pad(x3, (pad, pad), mode={"reflect": "reflect", "replicate": "replicate", "circular": "circular"}[boundary])
+        x3 = F.pad(x3, (pad, pad), mode=boundary)  # reflect, replicate or circular
     return F.conv1d(x3, kernel.view(1, 1, -1).to(x3)).squeeze(1)
 
 

@@ -111,7 +111,8 @@ def parse_study(data, source: str = "<study>") -> StudyConfig:
         raise StudyConfigError(f"{source}: a study file is a YAML mapping with keys {sorted(TOP_KEYS)}")
     unknown = sorted(set(data) - TOP_KEYS)
     if unknown:
-        raise StudyConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(TOP_KEYS))}")
+        allowed = ", ".join(sorted(TOP_KEYS))
+        raise StudyConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; allowed: {allowed}")
     name = data.get("name") or Path(source).stem
     if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
         raise StudyConfigError(f"{source}: name must be letters, digits, '-' or '_', got {name!r}")
@@ -134,7 +135,8 @@ def parse_study(data, source: str = "<study>") -> StudyConfig:
         row = {**defaults, **raw}
         unknown = sorted(set(row) - ROW_KEYS)
         if unknown:
-            raise StudyConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(ROW_KEYS))}")
+            allowed = ", ".join(sorted(ROW_KEYS))
+            raise StudyConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {allowed}")
         row.setdefault("hp_set", "H1")
         missing = [k for k in EXPANDABLE if k not in row]
         if missing:
