@@ -15,12 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from harness.report.tables import label, order_key, ordered
-from harness.stats import alpha_probabilities, correlate, fit_inverse_sqrt, iter_groups, ok_values, op_frequencies
-from harness.stats._common import n_failed, ok_pairs
+from harness.stats import alpha_probabilities, correlate, fit_inverse_sqrt, iter_groups, op_frequencies
+from harness.stats._common import n_failed, ok_pairs, ok_values
 
 ROW_COLUMNS = ("space", "op_set", "method", "hp_set")
 DPI = 100
@@ -73,7 +76,8 @@ def scatter_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: list[str]
             panels.append((labels, g))
     if not panels:
         notes.append(f"scatter {dataset}: no trial has both a one-shot and an architecture score")
-        return _message_figure(path, label("dataset", dataset), "no one-shot scores (baselines only or all failed)")
+        message = "no one-shot scores (baselines only or all failed)"
+        return _message_figure(path, label("dataset", dataset), message)
     panels = sorted(panels, key=lambda p: tuple(order_key(c, p[0][c]) for c in ("space", "method", "hp_set")))
     nrows, ncols = _grid(len(panels))
     fig = _new_figure(4.6 * ncols, 3.8 * nrows)
@@ -86,7 +90,8 @@ def scatter_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: list[str]
                 continue
             res = correlate(x, y, n_boot=0)
             color = f"C{i}"
-            text = f"{label('op_set', op_set)} n={x.size}: ρ={_num(res['spearman_rho'])}, r={_num(res['pearson_r'])}"
+            rho, r = _num(res["spearman_rho"]), _num(res["pearson_r"])
+            text = f"{label('op_set', op_set)} n={x.size}: Spearman ρ={rho}, Pearson r={r}"
             ax.scatter(x, y, s=14, alpha=0.7, color=color, label=text)
             if np.isfinite(res["slope"]):
                 xs = np.linspace(x.min(), x.max(), 2)
@@ -125,10 +130,10 @@ def distributions_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: lis
     fig = _new_figure(9, 1.0 + 0.45 * len(rows))
     ax = fig.add_subplot()
     rng = np.random.default_rng(0)
-    for i, (name, v, _) in enumerate(rows):
+    for i, (_, v, _) in enumerate(rows):
         if v.size == 0:
             continue  # the row keeps its tick, labelled "all failed"
-        ax.boxplot(v, positions=[i], vert=False, widths=0.6, showfliers=False)
+        _hbox(ax, v, i)
         ax.scatter(v, i + rng.uniform(-0.18, 0.18, v.size), s=9, alpha=0.6, color="C0", zorder=3)
     ax.set_yticks(range(len(rows)), [n if v.size else f"{n} — all failed" for n, v, _ in rows], fontsize=8)
     ax.set_ylim(-0.7, len(rows) - 0.3)
@@ -137,6 +142,14 @@ def distributions_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: lis
     ax.set_title(f"{label('dataset', dataset)}: distribution over trials (ok trials only)")
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
+
+
+def _hbox(ax, values: np.ndarray, position: int) -> None:
+    """A horizontal box; ``orientation`` replaced ``vert`` in matplotlib 3.10."""
+    try:
+        ax.boxplot(values, positions=[position], orientation="horizontal", widths=0.6, showfliers=False)
+    except TypeError:
+        ax.boxplot(values, positions=[position], vert=False, widths=0.6, showfliers=False)
 
 
 def ecdf_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: list[str]) -> Path | None:
@@ -153,8 +166,8 @@ def ecdf_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: list[str]) -
     for ax, (space, rows) in zip(axes, panels, strict=False):
         for i, (name, v, _) in enumerate(rows):
             xs = np.sort(v)
-            style = "-" if i < 10 else "--"
-            ax.step(xs, np.arange(1, xs.size + 1) / xs.size, style, where="post", label=name, color=f"C{i % 10}")
+            style, color = ("-" if i < 10 else "--"), f"C{i % 10}"
+            ax.step(xs, np.arange(1, xs.size + 1) / xs.size, style, where="post", label=name, color=color)
         ax.set_title(f"{label('dataset', dataset)} / {space}")
         ax.set_xlabel("architecture validation PSNR")
         ax.set_ylabel("fraction of ok trials ≤ x")
@@ -164,26 +177,36 @@ def ecdf_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: list[str]) -
 
 
 def alpha_trajectories(record: pd.Series, path: Path, notes: list[str]) -> Path | None:
-    """Softmax op probabilities over epochs, one panel per layer/edge (epoch 0 = init)."""
+    """Softmax op probabilities over epochs (epoch 0 = init): one panel per op, one line per position.
+
+    Panels per op rather than per position keep the figure readable (and quick to draw) for
+    the 30 edges of the non-sequential space too.
+    """
     res = alpha_probabilities(record)
     if res is None:
-        notes.append(f"alphas {record.get('trial_id')}: no alpha history")
+        notes.append(f"alphas {record.get('trial_id')}: no usable alpha history")
         return None
     probs, ops, positions = res
-    nrows, ncols = _grid(len(positions), max_cols=5 if len(positions) <= 10 else 6)
-    fig = _new_figure(2.6 * ncols, 2.0 * nrows + 0.6)
+    nrows, ncols = _grid(len(ops), max_cols=len(ops) if len(ops) <= 5 else 3)
+    fig = _new_figure(3.2 * ncols + 1.2, 2.8 * nrows + 0.6)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True).ravel()
     epochs = np.arange(probs.shape[0])
-    for p, ax in enumerate(axes):
-        if p >= len(positions):
+    colors = colormaps["viridis"](np.linspace(0, 0.95, len(positions)))
+    for k, ax in enumerate(axes):
+        if k >= len(ops):
             ax.set_axis_off()
             continue
-        for k, op in enumerate(ops):
-            ax.plot(epochs, probs[:, p, k], label=op, color=f"C{k}")
-        ax.set_title(positions[p], fontsize=8)
+        for p in range(len(positions)):
+            ax.plot(epochs, probs[:, p, k], color=colors[p], lw=1, label=positions[p])
+        ax.set_title(f"p({ops[k]})", fontsize=9)
         ax.set_ylim(0, 1)
+        ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    if len(positions) <= 12:
+        axes[len(ops) - 1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    else:
+        mappable = ScalarMappable(norm=Normalize(0, len(positions) - 1), cmap="viridis")
+        fig.colorbar(mappable, ax=list(axes[: len(ops)]), label="position index (see extra.positions)")
     score = record.get("arch_score")
     score = float(score) if score is not None else np.nan
     what = " / ".join(str(record.get(c)) for c in ("dataset", "space", "op_set", "method", "hp_set"))
@@ -191,82 +214,95 @@ def alpha_trajectories(record: pd.Series, path: Path, notes: list[str]) -> Path 
     return _save(fig, path)
 
 
-def op_frequency_figure(df: pd.DataFrame, dataset: str, space: str, path: Path, notes: list[str]) -> Path | None:
-    """Heatmaps of how often each op was chosen at each position, one panel per row."""
+def op_frequency_figure(
+    df: pd.DataFrame, dataset: str, space: str, path: Path, notes: list[str]
+) -> Path | None:
+    """One heatmap: rows = (op set / method / hp set, op), columns = positions, colour = fraction
+    of ok trials' genotypes that chose the op there."""
     sub = df[(df["dataset"] == dataset) & (df["space"] == space)]
-    freq = op_frequencies(sub, ("op_set", "method", "hp_set"))
+    keys = ["op_set", "method", "hp_set"]
+    freq = op_frequencies(sub, keys)
     if freq.empty:
         notes.append(f"op frequencies {dataset}/{space}: no genotypes of ok trials")
         return None
     groups = sorted(
-        {tuple(r) for r in freq[["op_set", "method", "hp_set"]].itertuples(index=False)},
-        key=lambda k: tuple(order_key(c, v) for c, v in zip(("op_set", "method", "hp_set"), k, strict=False)),
+        {tuple(r) for r in freq[keys].itertuples(index=False)},
+        key=lambda k: tuple(order_key(c, v) for c, v in zip(keys, k, strict=True)),
     )
-    max_panels = 12
-    if len(groups) > max_panels:
-        notes.append(f"op frequencies {dataset}/{space}: showing {max_panels} of {len(groups)} rows")
-        groups = groups[:max_panels]
     n_pos = int(freq["position_index"].max()) + 1
-    nrows, ncols = _grid(len(groups), max_cols=2 if n_pos > 12 else 3)
-    fig = _new_figure(max(4.0, 0.32 * n_pos + 2) * ncols, 2.4 * nrows + 0.5)
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    image = None
-    for ax, key in zip(axes, groups, strict=False):
+    blocks, ylabels, edges = [], [], []
+    for key in groups:
         part = freq[(freq["op_set"] == key[0]) & (freq["method"] == key[1]) & (freq["hp_set"] == key[2])]
         table = part.pivot_table(index="op", columns="position_index", values="freq", fill_value=0.0)
         table = table.reindex(columns=range(n_pos), fill_value=0.0)
-        image = ax.imshow(table.to_numpy(), aspect="auto", vmin=0, vmax=1, cmap="viridis")
-        ax.set_yticks(range(len(table.index)), list(table.index), fontsize=7)
-        positions = part.drop_duplicates("position_index").set_index("position_index")["position"]
-        ax.set_xticks(range(n_pos), [str(positions.get(i, i)) for i in range(n_pos)], rotation=90, fontsize=6)
         n_geno = int(part["n_genotypes"].iloc[0])
-        ax.set_title(f"{key[0]} / {label('method', key[1])} / {key[2]} (n={n_geno})", fontsize=8)
-    for ax in axes[len(groups) :]:
-        ax.set_axis_off()
-    if image is not None:
-        fig.colorbar(image, ax=list(axes[: len(groups)]), shrink=0.8, label="fraction of genotypes")
-    fig.suptitle(f"{label('dataset', dataset)} / {space}: chosen op per position")
+        blocks.append(table.to_numpy())
+        row = f"{key[0]} / {label('method', key[1])} / {key[2]} (n={n_geno})"
+        ylabels += [f"{row}: {op}" for op in table.index]
+        edges.append(len(ylabels))
+    matrix = np.vstack(blocks)
+    positions = freq.drop_duplicates("position_index").set_index("position_index")["position"]
+    fig = _new_figure(min(3.0 + 0.3 * n_pos, 16), 1.2 + 0.17 * len(ylabels))
+    ax = fig.add_subplot()
+    image = ax.imshow(matrix, aspect="auto", vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+    ax.set_yticks(range(len(ylabels)), ylabels, fontsize=6)
+    ax.set_xticks(range(n_pos), [str(positions.get(i, i)) for i in range(n_pos)], rotation=90, fontsize=6)
+    for e in edges[:-1]:
+        ax.axhline(e - 0.5, color="white", lw=1.5)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="fraction of genotypes")
+    ax.set_title(f"{label('dataset', dataset)} / {space}: chosen op per position", fontsize=9)
     return _save(fig, path)
 
 
 def seed_budget_figure(curve: pd.DataFrame, budget: pd.DataFrame, dataset: str, path: Path) -> Path | None:
-    """Bootstrap CI width of the median vs n per row, with the fitted c/sqrt(n) and target."""
+    """Bootstrap CI width of the median vs n per row (one panel per space), fitted c/sqrt(n), target."""
     sub = curve[curve["dataset"] == dataset]
     if sub.empty:
         return None
-    fig = _new_figure(7.5, 4.8)
-    ax = fig.add_subplot()
-    for i, (labels, g) in enumerate(iter_groups(sub, ROW_COLUMNS)):
-        color, style = f"C{i % 10}", "-" if i < 10 else "--"
-        ax.plot(g["n"], g["width_mean"], "o", color=color, ms=3)
-        c = fit_inverse_sqrt(g["n"], g["width_mean"])
-        ns = np.linspace(g["n"].min(), max(g["n"].max(), 75), 50)
-        ax.plot(ns, c / np.sqrt(ns), style, color=color, lw=1, label=row_label(labels))
+    spaces = ordered("space", sub["space"])
+    fig = _new_figure(6.5 * len(spaces), 4.8)
+    axes = fig.subplots(1, len(spaces), squeeze=False, sharey=True).ravel()
     target = budget["target_width"].dropna()
-    if not target.empty:
-        ax.axhline(float(target.iloc[0]), color="k", lw=0.8, ls=":", label="target width")
-    ax.set_xlabel("ok trials n")
-    ax.set_ylabel("95% CI width of the median")
-    ax.set_title(f"{label('dataset', dataset)}: seed budget (points: subsample bootstrap, lines: c/√n)")
-    ax.legend(fontsize=6)
-    ax.grid(alpha=0.3)
+    for ax, space in zip(axes, spaces, strict=True):
+        groups = list(iter_groups(sub[sub["space"] == space], ROW_COLUMNS[1:]))
+        groups.sort(key=lambda p: tuple(order_key(c, v) for c, v in p[0].items()))
+        for i, (labels, g) in enumerate(groups):
+            color, style = f"C{i % 10}", "-" if i < 10 else "--"
+            ax.plot(g["n"], g["width_mean"], "o", color=color, ms=3)
+            c = fit_inverse_sqrt(g["n"], g["width_mean"])
+            ns = np.linspace(g["n"].min(), max(g["n"].max(), 75), 50)
+            ax.plot(ns, c / np.sqrt(ns), style, color=color, lw=1, label=row_label(labels, ROW_COLUMNS[1:]))
+        if not target.empty:
+            ax.axhline(float(target.iloc[0]), color="k", lw=0.8, ls=":", label="target width")
+        ax.set_xlabel("ok trials n")
+        ax.set_title(f"{label('dataset', dataset)} / {space}", fontsize=9)
+        ax.legend(fontsize=6)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("95% CI width of the median")
+    fig.suptitle("Seed budget: points = subsample bootstrap, lines = c/√n fit", fontsize=10)
     return _save(fig, path)
 
 
 def pick_alpha_trials(df: pd.DataFrame, limit: int) -> list[pd.Series]:
-    """Best and worst ok trial of each row that has alpha histories, in paper order, up to ``limit``."""
+    """Best and worst ok trial per row with alpha histories, up to ``limit``.
+
+    Rows are visited in paper order, first one hp set per (dataset, space, op set, method),
+    so a small sample still covers the data sets and op sets.
+    """
     if "alpha_history" not in df.columns or limit <= 0:
         return []
-    has = df[df["alpha_history"].map(lambda h: isinstance(h, list) and len(h) > 0)]
-    has = has[has["status"] == "ok"]
+    has = df[df["alpha_history"].map(lambda h: isinstance(h, list) and len(h) > 0) & (df["status"] == "ok")]
+    groups = list(iter_groups(has, ("dataset", *ROW_COLUMNS)))
+    groups.sort(key=lambda p: tuple(order_key(c, v) for c, v in p[0].items()))
+    seen: set[tuple] = set()
+    first, rest = [], []
+    for labels, g in groups:
+        cell = tuple(labels[c] for c in ("dataset", "space", "op_set", "method"))
+        (rest if cell in seen else first).append(g)
+        seen.add(cell)
     picked: list[pd.Series] = []
-    groups = sorted(
-        iter_groups(has, ("dataset", *ROW_COLUMNS)), key=lambda p: tuple(order_key(c, v) for c, v in p[0].items())
-    )
-    for _, g in groups:
+    for g in first + rest:
         scored = g.dropna(subset=["arch_score"]).sort_values("arch_score")
         candidates = [scored.iloc[-1], scored.iloc[0]] if len(scored) > 1 else [g.iloc[0]]
-        for rec in candidates:
-            if len(picked) < limit:
-                picked.append(rec)
+        picked.extend(candidates[: limit - len(picked)])
     return picked

@@ -44,6 +44,8 @@ LABELS = {
     },
 }
 STAT_COLUMNS = (("max", "Max."), ("mean", "Mean"), ("median", "Med."))
+CELL_NAMES = ("Max.", "Mean", "Med.", "n", "failed")
+ROW_KEYS = ["op_set", "method", "hp_set"]
 
 
 def label(column: str, value) -> str:
@@ -73,15 +75,16 @@ def fmt(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
-def with_paper(ours, paper) -> str:
-    text = fmt(ours)
+def with_paper(ours, paper, digits: int = 2) -> str:
+    text = fmt(ours, digits)
     if paper is not None and isinstance(paper, (int, float)) and math.isfinite(paper):
-        text += f" ({paper:.2f})"
+        text += f" ({paper:.{digits}f})"
     return text
 
 
 def _cell_stats(row: pd.Series | None, ref: dict | None) -> list[str]:
-    cells = [with_paper(row[k] if row is not None else math.nan, ref[k] if ref else None) for k, _ in STAT_COLUMNS]
+    ours = [math.nan if row is None else row[k] for k, _ in STAT_COLUMNS]
+    cells = [with_paper(v, ref[k] if ref else None) for v, (k, _) in zip(ours, STAT_COLUMNS, strict=True)]
     if row is None:
         return [*cells, "–", "–"]
     return [*cells, str(int(row["n"])), str(int(row["n_failed"]))]
@@ -104,7 +107,7 @@ def method_table(summary: pd.DataFrame, runtime: pd.DataFrame, space: str) -> pd
     sub = summary[summary["space"] == space]
     table_no = METHOD_TABLE.get(space)
     datasets = ordered("dataset", sub["dataset"])
-    rows_keys = sort_groups(sub[["op_set", "method", "hp_set"]].drop_duplicates(), ["op_set", "method", "hp_set"])
+    rows_keys = sort_groups(sub[ROW_KEYS].drop_duplicates(), ROW_KEYS)
     show_hp = bool((rows_keys.groupby(["op_set", "method"]).size() > 1).any())
     out = []
     for _, key in rows_keys.iterrows():
@@ -114,13 +117,13 @@ def method_table(summary: pd.DataFrame, runtime: pd.DataFrame, space: str) -> pd
         for d in datasets:
             row = _lookup(sub, dataset=d, op_set=key["op_set"], method=key["method"], hp_set=key["hp_set"])
             ref = paper_row(table_no, d, key["op_set"], key["method"], key["hp_set"]) if table_no else None
-            stats = _cell_stats(row, ref)
-            for (_, name), value in zip((*STAT_COLUMNS, ("", "n"), ("", "failed")), stats, strict=False):
+            for name, value in zip(CELL_NAMES, _cell_stats(row, ref), strict=True):
                 cells[f"{label('dataset', d)} {name}"] = value
         rt = _lookup(runtime, space=space, op_set=key["op_set"], method=key["method"], hp_set=key["hp_set"])
-        ref = paper_row(table_no, datasets[0], key["op_set"], key["method"], key["hp_set"]) if table_no else None
+        ref = paper_row(table_no, datasets[0], *key[ROW_KEYS]) if table_no else None
         ref_rt = ref.get("runtime_s") if ref else None
-        cells["runtime s"] = with_paper(rt["runtime_mean_s"] if rt is not None else math.nan, ref_rt)
+        ours_rt = rt["runtime_mean_s"] if rt is not None else math.nan
+        cells["runtime s"] = with_paper(ours_rt, ref_rt, digits=0)
         out.append(cells)
     return pd.DataFrame(out)
 
@@ -130,7 +133,8 @@ def hp_table(summary: pd.DataFrame, space: str) -> pd.DataFrame:
     sub = summary[(summary["space"] == space) & ~summary["method"].isin(BASELINE_METHODS)]
     table_no = HP_TABLE.get(space)
     op_sets = ordered("op_set", sub["op_set"])
-    keys = sort_groups(sub[["dataset", "method", "hp_set"]].drop_duplicates(), ["dataset", "method", "hp_set"])
+    key_cols = ["dataset", "method", "hp_set"]
+    keys = sort_groups(sub[key_cols].drop_duplicates(), key_cols)
     show_method = keys["method"].nunique() > 1
     out = []
     for _, key in keys.iterrows():
@@ -142,7 +146,7 @@ def hp_table(summary: pd.DataFrame, space: str) -> pd.DataFrame:
             row = _lookup(sub, dataset=key["dataset"], op_set=o, method=key["method"], hp_set=key["hp_set"])
             ref = paper_row(table_no, key["dataset"], o, key["method"], key["hp_set"]) if table_no else None
             name = "Good Ops." if o == "good" else "All" if o == "all" else o
-            for (_, stat), value in zip((*STAT_COLUMNS, ("", "n"), ("", "failed")), _cell_stats(row, ref), strict=False):
+            for stat, value in zip(CELL_NAMES, _cell_stats(row, ref), strict=True):
                 cells[f"{name} {stat}"] = value
         out.append(cells)
     return pd.DataFrame(out)
@@ -186,9 +190,8 @@ def display_numbers(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
 def to_markdown(df: pd.DataFrame) -> str:
     if df.empty:
         return "_(no rows)_\n"
-    cells = [[str(c) for c in df.columns], *[[_md_cell(v) for v in row] for row in df.itertuples(index=False)]]
-    lines = ["| " + " | ".join(cells[0]) + " |", "|" + "|".join("---" for _ in df.columns) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in cells[1:]]
+    lines = ["| " + " | ".join(str(c) for c in df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
 

@@ -1,18 +1,29 @@
-"""Trial runner: specs, the trial function, executors and the append-only trial store."""
+"""Trial runner: specs, the trial function, executors and the append-only trial store.
 
-from harness.runner.executor import run_specs
-from harness.runner.spec import STATUS_FAILED, STATUS_OK, TrialResult, TrialSpec
-from harness.runner.store import TrialStore, load_trials
-from harness.runner.trial import run_batch, run_trial
+Names are imported lazily so that readers of the store (reports, notebooks) do not pay for
+importing torch.
+"""
 
-__all__ = [
-    "STATUS_FAILED",
-    "STATUS_OK",
-    "TrialResult",
-    "TrialSpec",
-    "TrialStore",
-    "load_trials",
-    "run_batch",
-    "run_specs",
-    "run_trial",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "STATUS_FAILED": "harness.runner.spec",
+    "STATUS_OK": "harness.runner.spec",
+    "TrialResult": "harness.runner.spec",
+    "TrialSpec": "harness.runner.spec",
+    "TrialStore": "harness.runner.store",
+    "load_trials": "harness.runner.store",
+    "run_batch": "harness.runner.trial",
+    "run_trial": "harness.runner.trial",
+    "run_specs": "harness.runner.executor",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'harness.runner' has no attribute {name!r}")

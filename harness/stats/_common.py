@@ -44,7 +44,7 @@ def iter_groups(df: pd.DataFrame, by: str | Sequence[str] | None) -> Iterator[tu
             keyed[c] = keyed[c].astype(object).where(keyed[c].notna(), MISSING_LABEL)
     for key, group in keyed.groupby(cols, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        yield dict(zip(cols, key, strict=False)), group
+        yield dict(zip(cols, key, strict=True)), group
 
 
 def ok_mask(df: pd.DataFrame) -> np.ndarray:

@@ -128,5 +128,6 @@ def compare_groups(
             ga, gb = g[lev == a], g[lev == b]
             rng = group_rng(seed, ("compare", *labels.values(), a, b))
             res = compare_two(ok_values(ga, score), ok_values(gb, score), n_boot=n_boot, ci=ci, rng=rng)
-            rows.append({**labels, "a": a, "b": b, "n_failed_a": n_failed(ga), "n_failed_b": n_failed(gb), **res})
+            failed = {"n_failed_a": n_failed(ga), "n_failed_b": n_failed(gb)}
+            rows.append({**labels, "a": a, "b": b, **failed, **res})
     return pd.DataFrame(rows, columns=cols + COMPARE_COLUMNS)

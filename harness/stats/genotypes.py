@@ -13,6 +13,8 @@ import pandas as pd
 
 from harness.stats._common import GROUP_COLUMNS, as_list, iter_groups, ok_mask
 
+FREQ_COLUMNS = ["position_index", "position", "op", "count", "n_genotypes", "freq"]
+
 
 def flatten_genotype(genotype) -> list[str]:
     """Op names in position order: a sequential list as is, a list of cells concatenated."""
@@ -48,7 +50,7 @@ def op_frequencies(
     cols = as_list(by)
     rows = []
     if "genotype" not in df.columns:
-        return pd.DataFrame(columns=cols + ["position_index", "position", "op", "count", "n_genotypes", "freq"])
+        return pd.DataFrame(columns=cols + FREQ_COLUMNS)
     for labels, g in iter_groups(df, cols):
         if not include_failed:
             g = g[ok_mask(g)]
@@ -59,14 +61,14 @@ def op_frequencies(
             if not ops:
                 continue
             n_geno += 1
-            for i, (pos, op) in enumerate(zip(position_labels(rec, len(ops)), ops, strict=False)):
+            for i, (pos, op) in enumerate(zip(position_labels(rec, len(ops)), ops, strict=True)):
                 slot = counts.setdefault((i, pos), {})
                 slot[op] = slot.get(op, 0) + 1
         for (i, pos), slot in sorted(counts.items()):
             for op, k in sorted(slot.items()):
                 rows.append({**labels, "position_index": i, "position": pos, "op": op, "count": k})
                 rows[-1].update(n_genotypes=n_geno, freq=k / n_geno)
-    return pd.DataFrame(rows, columns=cols + ["position_index", "position", "op", "count", "n_genotypes", "freq"])
+    return pd.DataFrame(rows, columns=cols + FREQ_COLUMNS)
 
 
 def softmax(a: np.ndarray, axis: int = -1) -> np.ndarray:

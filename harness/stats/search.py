@@ -114,7 +114,8 @@ def random_search_steps(
             for hp, rg in ref_df.groupby(ref_df["hp_set"].astype(object).fillna("-"), sort=True):
                 ref = ok_values(rg, score)
                 note = "" if ref.size else f"no ok {reference_method} trials"
-                targets.append((f"{reference_method}/{hp}", float(np.median(ref)) if ref.size else np.nan, note))
+                median = float(np.median(ref)) if ref.size else np.nan
+                targets.append((f"{reference_method}/{hp}", median, note))
             if not targets:
                 targets = [("-", np.nan, f"no {reference_method} trials")]
         for ref_label, tgt, ref_note in targets:
@@ -177,7 +178,8 @@ def ci_width_curve(
                 sub = rng.choice(values, size=n, replace=False)
                 low, high = bootstrap_ci(sub, statistic, n_boot=n_boot, ci=ci, rng=rng)
                 widths.append(high - low)
-            rows.append({**labels, "n": n, "width_mean": float(np.mean(widths)), "width_std": float(np.std(widths))})
+            row = {**labels, "n": n, "width_mean": float(np.mean(widths)), "width_std": float(np.std(widths))}
+            rows.append(row)
     return pd.DataFrame(rows, columns=cols + ["n", "width_mean", "width_std"])
 
 
@@ -201,21 +203,36 @@ def seed_budget(
     ci: float = 0.95,
     min_n: int = 5,
     seed: int = 0,
+    curve: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Ok trials needed for the CI of ``statistic`` to be ``target_width`` wide, per group.
 
     ``n_trials_needed`` inflates ``n_needed`` by the group's failure rate, since failed
     trials cost a run but give no score. ``enough`` says whether the group already has them.
+    Pass a ``ci_width_curve`` result as ``curve`` to reuse it.
     """
     cols = as_list(by)
-    curve = ci_width_curve(
-        df, cols, statistic=statistic, score=score, sizes=sizes, n_repeats=n_repeats, n_boot=n_boot, ci=ci,
-        min_n=min_n, seed=seed,
+    curve = (
+        curve
+        if curve is not None
+        else ci_width_curve(
+            df,
+            cols,
+            statistic=statistic,
+            score=score,
+            sizes=sizes,
+            n_repeats=n_repeats,
+            n_boot=n_boot,
+            ci=ci,
+            min_n=min_n,
+            seed=seed,
+        )
     )
     rows = []
     for labels, g in iter_groups(df, cols):
         values = ok_values(g, score)
-        row = {**labels, "n": len(g), "n_failed": n_failed(g), "n_ok": int(values.size), "target_width": target_width}
+        row = {**labels, "n": len(g), "n_failed": n_failed(g), "n_ok": int(values.size)}
+        row["target_width"] = target_width
         row.update(ci_width=np.nan, c=np.nan, n_needed=np.nan, n_trials_needed=np.nan, enough=None, note="")
         if values.size < min_n:
             row["note"] = f"n_ok={values.size}<{min_n}: no estimate"
@@ -225,6 +242,10 @@ def seed_budget(
         for c in cols:
             mask &= (curve[c] == labels[c]).to_numpy()
         sub = curve[mask]
+        if sub.empty:
+            row["note"] = "no CI-width curve for this group"
+            rows.append(row)
+            continue
         row["ci_width"] = float(sub.loc[sub["n"].idxmax(), "width_mean"])
         row["c"] = c_fit = fit_inverse_sqrt(sub["n"], sub["width_mean"])
         notes = []

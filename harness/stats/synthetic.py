@@ -6,6 +6,7 @@ numbers are made up (loosely in the paper's PSNR ranges); never mix them with re
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,21 +48,17 @@ def synthetic_records(
     """Records for every (dataset, space, op set, method, hp set, seed); hp sets only vary DAS."""
     rng = np.random.default_rng(seed)
     records = []
-    for dataset in datasets:
-        for space in spaces:
-            for op_set in op_sets:
-                ops = op_names(op_set, space)
-                positions = position_names(space)
-                for method in methods:
-                    if method in BASELINE_OPS and op_set != "good":
-                        continue
-                    for h, hp_set in enumerate(hp_sets if method in SEARCH_METHODS else hp_sets[:1]):
-                        for s in range(n_seeds):
-                            rec = _record(rng, dataset, space, op_set, method, hp_set, s, epochs, ops, positions)
-                            if rng.random() < fail_rate:
-                                rec.update(status="failed", failure_reason="synthetic divergence", arch_score=None)
-                            rec["trial_id"] = f"{dataset}-{space}-{op_set}-{method}-{hp_set}-{s}-{h}"
-                            records.append(rec)
+    for dataset, space, op_set, method in itertools.product(datasets, spaces, op_sets, methods):
+        if method in BASELINE_OPS and op_set != "good":
+            continue
+        ops, positions = op_names(op_set, space), position_names(space)
+        for hp_set in hp_sets if method in SEARCH_METHODS else hp_sets[:1]:
+            for s in range(n_seeds):
+                rec = _record(rng, dataset, space, op_set, method, hp_set, s, epochs, ops, positions)
+                if rng.random() < fail_rate:
+                    rec.update(status="failed", failure_reason="synthetic NaN", arch_score=None)
+                rec["trial_id"] = f"{dataset}-{space}-{op_set}-{method}-{hp_set}-{s}"
+                records.append(rec)
     return records
 
 
