@@ -84,6 +84,17 @@ def test_store_roundtrip_skips_truncated_line_and_last_record_wins(tmp_path):
         assert col in header
 
 
+def test_records_with_non_finite_values_are_stored_as_null(tmp_path):
+    result = TrialResult(spec=spec(method="random-search"), status=STATUS_OK, arch_score=20.0,
+                         final_alphas=[[float("nan"), 1.0]],
+                         extra={"candidates": [{"score": float("nan")}, {"score": float("inf")}]})
+    store = TrialStore(tmp_path)
+    store.append(result)
+    (record,) = store.records()
+    assert record["final_alphas"] == [[None, 1.0]]
+    assert [c["score"] for c in record["extra"]["candidates"]] == [None, None]
+
+
 def test_parallel_workers_give_the_same_results_as_in_process(tmp_path):
     specs = [spec(method="random", seed=s) for s in range(3)]
     serial = {r.spec.seed: r.arch_score for r in run_specs(specs, workers=1, progress=False)}

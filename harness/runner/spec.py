@@ -145,7 +145,18 @@ class TrialResult:
             alpha_history=self.alpha_history,
             extra=self.extra,
         )
-        return record
+        return _json_safe(record)
+
+
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats anywhere in a record (e.g. a diverged candidate's score) become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _finite_or_none(x: float) -> float | None:
