@@ -473,5 +473,5 @@ def test_cli_reports_bad_files_without_traceback(tmp_path):
     assert (
         proc.returncode == 2 and "min_budget <= max_budget" in proc.stderr and "Traceback" not in proc.stderr
     )
-    proc = tune_cli(REPO / "studies" / "tune_blur.yaml", "--dry-run")
+    proc = tune_cli(REPO / "studies" / "tune_blur.yaml", "--dry-run", "--out", tmp_path)
     assert proc.returncode == 0 and "6 ep" in proc.stderr and "50 ep" in proc.stderr

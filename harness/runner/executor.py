@@ -59,7 +59,7 @@ def run_specs(
     """Run ``specs``; append every result to ``store`` the moment it arrives."""
     specs = list(specs)
     results = []
-    bar = _progress_bar(len(specs), progress)
+    bar = progress_bar(len(specs), progress, desc="trials", unit="trial")
     try:
         for result in iter_results(specs, workers, threads_per_worker):
             if store is not None:
@@ -75,13 +75,14 @@ def run_specs(
     return results
 
 
-def _progress_bar(total: int, enabled: bool):
+def progress_bar(total: int, enabled: bool, desc: str, unit: str):
+    """A tqdm bar with ETA on stderr; under CI it refreshes only every 30 s to keep logs short."""
     from tqdm import tqdm
 
     return tqdm(
         total=total,
-        desc="trials",
-        unit="trial",
+        desc=desc,
+        unit=unit,
         disable=not enabled,
         file=sys.stderr,
         dynamic_ncols=True,

@@ -18,14 +18,13 @@ import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from harness.methods import METHODS, make_method
 from harness.methods.hyperparams import HyperParams, validate_hp_set_name
 from harness.problems import PROBLEMS
 from harness.runner.spec import TrialSpec
 from harness.runner.trial import OPTION_GROUPS, build_context, split_options
 from harness.spaces import OP_SETS, SPACES
+from harness.yaml_files import read_yaml
 
 TOP_KEYS = {"name", "description", "trials", "seed_offset", "epochs", "workers", "defaults", "options", "rows"}
 ROW_KEYS = {"dataset", "space", "op_set", "method", "hp_set", "hp_overrides", "options", "trials"}
@@ -176,11 +175,4 @@ def _check_rows_build(study: StudyConfig) -> None:
 
 
 def load_study(path: str | Path) -> StudyConfig:
-    path = Path(path)
-    if not path.exists():
-        raise StudyConfigError(f"study file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise StudyConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_study(data, str(path))
+    return parse_study(read_yaml(path, StudyConfigError, "study"), str(path))

@@ -107,16 +107,9 @@ class Progress:
     """A progress bar over evaluations, with the best score on the largest budget so far."""
 
     def __init__(self, total: int, max_budget: float, enabled: bool) -> None:
-        from tqdm import tqdm
+        from harness.runner.executor import progress_bar
 
-        self.bar = tqdm(
-            total=total,
-            desc="evaluations",
-            unit="eval",
-            disable=not enabled,
-            file=sys.stderr,
-            dynamic_ncols=True,
-        )
+        self.bar = progress_bar(total, enabled, desc="evaluations", unit="eval")
         self.max_budget, self.best, self.failed = max_budget, -math.inf, 0
 
     def __call__(self, run: RunRecord) -> None:

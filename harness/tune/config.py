@@ -24,8 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from harness.methods import METHODS
 from harness.methods.hyperparams import HyperParams, validate_hp_set_name
 from harness.problems import PROBLEMS
@@ -35,6 +33,7 @@ from harness.tune.bohb import BOHB_DEFAULTS
 from harness.tune.objective import FAILED_LOSS, OBJECTIVES, TrialObjective, TrialTask
 from harness.tune.space import TABLE7, build_space
 from harness.tune.tuner import Budgets
+from harness.yaml_files import read_yaml
 
 BACKENDS = ("hpbandster",)
 TOP_KEYS = {
@@ -257,11 +256,4 @@ def check(config: TuneConfig) -> None:
 
 
 def load_tune(path: str | Path) -> TuneConfig:
-    path = Path(path)
-    if not path.exists():
-        raise TuneConfigError(f"tuning file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise TuneConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_tune(data, str(path))
+    return parse_tune(read_yaml(path, TuneConfigError, "tuning"), str(path))
