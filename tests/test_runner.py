@@ -200,3 +200,19 @@ def test_dry_run_lists_rows(tmp_path):
     assert proc.stdout.count("blur") == 8 and "600 to run" in proc.stderr
     study_json = tmp_path / "blur" / "study.json"
     assert not study_json.exists()  # a dry run writes nothing
+
+
+def test_tuned_hyperparameters_are_pinned_into_the_trial_id(tmp_path):
+    from harness.study.config import parse_study
+
+    tuned = tmp_path / "tune"
+    tuned.mkdir()
+    row = {"dataset": "blur", "space": "sequential", "op_set": "good", "method": "das", "hp_set": f"tuned:{tuned}"}
+    ids = []
+    for lr in (0.01, 0.02):
+        (tuned / "best_hyperparameters.json").write_text(f'{{"hyperparameters": {{"param_lr": {lr}}}}}')
+        study = parse_study({"name": "t", "trials": 1, "rows": [row]})
+        (s,) = study.specs()
+        assert s.hp_overrides_dict["param_lr"] == lr
+        ids.append(s.trial_id)
+    assert ids[0] != ids[1]  # a re-tuned set is a different trial, not a "completed" one

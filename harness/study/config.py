@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.methods import METHODS, make_method
-from harness.methods.hyperparams import HyperParams, validate_hp_set_name
+from harness.methods.hyperparams import TUNED_PREFIX, HyperParams, load_tuned, validate_hp_set_name
 from harness.problems import PROBLEMS
 from harness.runner.spec import TrialSpec
 from harness.runner.trial import OPTION_GROUPS, build_context, split_options
@@ -148,13 +148,22 @@ def parse_study(data, source: str = "<study>") -> StudyConfig:
         choices = [row[k] if isinstance(row[k], list) else [row[k]] for k in EXPANDABLE]
         for combo in itertools.product(*choices):
             values = {k: _validate_name(k, v, where) for k, v in zip(EXPANDABLE, combo)}
-            rows.append(RowConfig(**values, trials=row_trials, hp_overrides=hp_overrides, options=options))
+            rows.append(RowConfig(**values, trials=row_trials, hp_overrides=_pin_tuned(values["hp_set"], hp_overrides),
+                                  options=options))
     study = StudyConfig(
         name=name, rows=rows, trials=trials, epochs=epochs, workers=workers, seed_offset=seed_offset,
         description=str(data.get("description", "")), source=source,
     )
     _check_rows_build(study)
     return study
+
+
+def _pin_tuned(hp_set: str, overrides: dict) -> dict:
+    """A ``tuned:`` set is a file that a later tuning run may overwrite: put its values into the
+    spec, so the trial id (and a resumed study) reflects the hyperparameters actually used."""
+    if not hp_set.startswith(TUNED_PREFIX):
+        return overrides
+    return {**load_tuned(hp_set[len(TUNED_PREFIX):]).to_dict(), **overrides}
 
 
 def _check_rows_build(study: StudyConfig) -> None:
