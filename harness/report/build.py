@@ -131,11 +131,7 @@ def write_report(
     notes: list[str] = []
 
     summary = sort_groups(summary_table(df, GROUP_COLUMNS, n_boot=n_boot, seed=seed), list(GROUP_COLUMNS))
-    summary_csv = folder / "summary.csv"
-    tmp = summary_csv.with_name("summary.csv.tmp")
-    summary.to_csv(tmp, index=False)
-    os.replace(tmp, summary_csv)
-    written["summary.csv"] = summary_csv
+    written["summary.csv"] = _write_text(folder / "summary.csv", summary.to_csv(index=False))
 
     runtime = describe_scores(df, ("space", "op_set", "method", "hp_set"), oneshot=None, n_boot=0)
     levels = sorted(set(level_labels(df, ("method", "hp_set"))), key=_level_key)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from dataclasses import replace
 
 import torch
 
@@ -100,7 +99,3 @@ def run_batch(specs: list[TrialSpec], device: torch.device | str | None = None) 
     """The runner's batch interface: trials run one after another here; a vectorized engine
     can execute a batch of same-config, different-seed specs as one computation instead."""
     return [run_trial(s, device) for s in specs]
-
-
-def with_seed(spec: TrialSpec, seed: int) -> TrialSpec:
-    return replace(spec, seed=seed)

@@ -81,9 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         if r.status == STATUS_FAILED:
             print(f"  failed: {r.spec.method}/{r.spec.op_set} seed {r.spec.seed}: {r.failure_reason}", file=sys.stderr)
     _warn_foreign_trials(store, specs)
-    store.write_csv()
-    if not args.no_report:
-        from harness.report import write_report
+    if args.no_report:
+        store.write_csv()
+    else:
+        from harness.report import write_report  # writes trials.csv along with the report
 
         paths = write_report(folder)
         print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
