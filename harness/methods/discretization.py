@@ -1,8 +1,37 @@
-"""Discretization rules: from final architecture parameters to a genotype."""
+"""Discretization rules: from final architecture parameters to a genotype.
+
+``genotype(space, probabilities, ops, probe=None)``: ``probabilities`` is the relaxation's
+(P, K) ranking tensor, positions in the space's flat order; ``probe`` (a SupernetProbe, see
+docs/method_components.md) is used only by rules that query the supernet (DARTS+PT).
+"""
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
+
+
+class Probe(Protocol):
+    """The part of SupernetProbe that discretization uses."""
+
+    def score(self, weights: torch.Tensor) -> float: ...
+
+    def finetune(self, weights: torch.Tensor, steps: int) -> None: ...
+
+
+def _check(space, probabilities: torch.Tensor, ops: tuple[str, ...]) -> None:
+    expected = (space.n_positions, len(ops))
+    if tuple(probabilities.shape) != expected:
+        raise ValueError(
+            f"probabilities must have shape {expected} (positions x ops), got {tuple(probabilities.shape)}"
+        )
+
+
+def _from_flat(space, flat: list[str]):
+    """The space's genotype from one op name per position (flat order)."""
+    unflatten = getattr(space, "_unflatten", None)
+    return unflatten(flat) if unflatten is not None else list(flat)
 
 
 class ArgmaxDiscretization:
@@ -10,5 +39,137 @@ class ArgmaxDiscretization:
 
     name = "argmax"
 
-    def genotype(self, space, probabilities: torch.Tensor, ops: tuple[str, ...]):
+    def genotype(self, space, probabilities: torch.Tensor, ops: tuple[str, ...], probe: Probe | None = None):
         return space.discretize(probabilities, ops)
+
+
+class TopKEdges:
+    """DARTS cell rule (METHODS.md section 0; [002] App. A.3.1): per computed node keep the k
+    incoming edges whose strongest non-zero op is largest, with that op; other edges become 'zero'.
+
+    Non-sequential space only (edges need a target node), and 'zero' must be a candidate.
+    Ties keep the earlier edge. Nodes with at most k incoming edges keep all of them.
+    """
+
+    name = "top-k-edges"
+
+    def __init__(self, k: int = 2) -> None:
+        if k < 1:
+            raise ValueError(f"TopKEdges needs k >= 1, got {k!r}")
+        self.k = k
+
+    def genotype(self, space, probabilities: torch.Tensor, ops: tuple[str, ...], probe: Probe | None = None):
+        edge_list = getattr(space, "edge_list", None)
+        if edge_list is None or not hasattr(space, "n_cells"):
+            raise ValueError(
+                f"TopKEdges keeps k incoming edges per node and needs the non-sequential space, "
+                f"got {getattr(space, 'name', type(space).__name__)!r}"
+            )
+        if "zero" not in ops:
+            raise ValueError(f"TopKEdges marks dropped edges 'zero', which is not a candidate op: {ops}")
+        _check(space, probabilities, ops)
+        probs = probabilities.detach().float().cpu()
+        nonzero = [i for i, name in enumerate(ops) if name != "zero"]
+        strength, best = probs[:, nonzero].max(dim=-1)
+        n_edges = len(edge_list)
+        flat = ["zero"] * space.n_positions
+        for c in range(space.n_cells):
+            for target in sorted({t for _, t in edge_list}):
+                incoming = [c * n_edges + e for e, (_, t) in enumerate(edge_list) if t == target]
+                # stable sort on -strength: ties keep the earlier edge
+                ranked = sorted(incoming, key=lambda p: -float(strength[p]))
+                for p in ranked[: self.k]:
+                    flat[p] = ops[nonzero[int(best[p])]]
+        return _from_flat(space, flat)
+
+
+class ThresholdDiscretization:
+    """FairDARTS / D-DARTS "sparse" parsing (M08, M45): at most one op per position, kept only
+    if its probability exceeds ``threshold`` (0.85: D-DARTS' sigma_t).
+
+    Among the non-zero ops above the threshold the most probable is kept. A position with none
+    becomes 'zero' (the edge is dropped) where 'zero' is a candidate; the sequential space has
+    no 'zero' and a layer cannot be dropped, so it falls back to the argmax (our choice).
+    """
+
+    name = "threshold"
+
+    def __init__(self, threshold: float = 0.85) -> None:
+        self.threshold = threshold
+
+    def genotype(self, space, probabilities: torch.Tensor, ops: tuple[str, ...], probe: Probe | None = None):
+        _check(space, probabilities, ops)
+        probs = probabilities.detach().float().cpu()
+        has_zero = "zero" in ops
+        nonzero = [i for i, name in enumerate(ops) if name != "zero"]
+        above = probs > self.threshold  # compared in the tensor's dtype: 0.85 is not above 0.85
+        flat = []
+        for row, row_above in zip(probs, above):
+            candidates = [i for i in nonzero if bool(row_above[i])]
+            if candidates:
+                flat.append(ops[max(candidates, key=lambda i: float(row[i]))])
+            elif has_zero:
+                flat.append("zero")
+            else:
+                flat.append(ops[int(row.argmax())])
+        return _from_flat(space, flat)
+
+
+class PerturbationSelection:
+    """DARTS+PT (M27, [002] Eq. 3.29): choose each position's op by how much masking it hurts.
+
+    Starting from the mixing weights ``probabilities``, positions are visited in ``order``
+    ("sequential", or "random" from ``seed``). At a position every candidate is masked in turn
+    (its weight set to 0, the others unchanged, as in DARTS-PT) and the supernet scored with
+    ``probe.score`` (validation loss); the op whose removal raises the loss most is kept and the
+    position fixed to its one-hot. ``probe.finetune(weights, finetune_steps)`` then re-adapts the
+    supernet weights before the next position (not after the last: it cannot change the choice).
+    finetune_steps 10: our choice (M27: not stated; DARTS-PT tunes epochs, our searches are short).
+    Costs K probe scores per position.
+    """
+
+    name = "perturbation"
+
+    def __init__(self, finetune_steps: int = 10, order: str = "sequential", seed: int = 0) -> None:
+        if order not in ("sequential", "random"):
+            raise ValueError(f"PerturbationSelection order must be 'sequential' or 'random', got {order!r}")
+        if finetune_steps < 0:
+            raise ValueError("finetune_steps must be >= 0")
+        self.finetune_steps = finetune_steps
+        self.order = order
+        self.seed = seed
+
+    def visiting_order(self, n_positions: int, generator: torch.Generator | None = None) -> list[int]:
+        if self.order == "sequential":
+            return list(range(n_positions))
+        if generator is None:
+            generator = torch.Generator().manual_seed(self.seed)
+        return [int(i) for i in torch.randperm(n_positions, generator=generator)]
+
+    def genotype(
+        self,
+        space,
+        probabilities: torch.Tensor,
+        ops: tuple[str, ...],
+        probe: Probe | None = None,
+        generator: torch.Generator | None = None,
+    ):
+        if probe is None:
+            raise ValueError("PerturbationSelection scores the supernet and needs a probe")
+        _check(space, probabilities, ops)
+        weights = probabilities.detach().clone()
+        flat: list[str] = [""] * space.n_positions
+        order = self.visiting_order(space.n_positions, generator)
+        for n, p in enumerate(order):
+            losses = []
+            for k in range(len(ops)):
+                masked = weights.clone()
+                masked[p, k] = 0.0
+                losses.append(float(probe.score(masked)))
+            chosen = max(range(len(ops)), key=lambda k: losses[k])  # ties: the earlier op
+            flat[p] = ops[chosen]
+            weights[p] = 0.0
+            weights[p, chosen] = 1.0
+            if self.finetune_steps > 0 and n + 1 < len(order):
+                probe.finetune(weights.clone(), self.finetune_steps)
+        return _from_flat(space, flat)

@@ -1,69 +1,256 @@
-"""Architecture-gradient estimators for the bi-level problem min_a L_val(w*(a), a).
+"""Architecture-gradient estimators: the alpha gradient each architecture step descends.
 
-* first order (DARTS-1st, inner step 0): grad_a L_val(w, a) at the current weights.
-* second order (DARTS-2nd, [004] Eqs 2-3): one virtual SGD step w' = w - xi grad_w L_train,
-  then grad_a L_val(w', a) - xi * H v with the Hessian-vector product H v approximated by
-  finite differences [grad_a L_train(w+, a) - grad_a L_train(w-, a)] / (2 eps),
-  w+- = w +- eps v, v = grad_w' L_val(w', a), eps = 0.01 / ||v||.
-Both return only the alpha gradient (weights' .grad is left untouched).
+Bi-level problem min_a L_val(w*(a), a), w*(a) = argmin_w L_train(w, a), and its relatives:
+
+* ``FirstOrder`` (DARTS-1st, M02/M03): grad_a L_val(w, a) at the current weights.
+* ``SecondOrder`` (DARTS-2nd, [004] Eqs 2-3): one virtual SGD step, finite-difference HVP.
+* ``ImplicitNeumann`` (iDARTS, M17): implicit-function-theorem hypergradient, inverse Hessian
+  by a truncated Neumann series of exact (double-backward) Hessian-vector products.
+* ``SingleLevel`` (DAS-single, M04): grad_a L_train(w, a); alpha and w fit the same data.
+* ``MixedLevel`` (MiLeNAS M18, first-order reading of AllegroNAS Eq. 4):
+  grad_a L_val + chi grad_a L_train at the current weights.
+* ``MixedLevelSecondOrder`` (AllegroNAS M44, Eqs 4-5): both terms through the one-step unroll.
+
+Interface (docs/method_components.md): ``alpha_gradient(alpha, weights, train_loss, val_loss,
+xi, state=None)`` returns the alpha gradient only (detached); weights' values and ``.grad`` are
+left exactly as they were (``torch.autograd.grad`` never accumulates into ``.grad``; finite
+differences write the weights in place and restore a backup). ``train_loss`` / ``val_loss``
+must be deterministic functions of (weights, alpha): finite differences divide their change
+by a small radius, so a closure that redraws randomness per call breaks them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import torch
 
+from harness.methods.state import SearchState
+from harness.registry import Registry
+
 LossFn = Callable[[torch.Tensor], torch.Tensor]  # alpha -> loss on a fixed batch
+Coefficient = float | Callable[[SearchState], float]  # a constant or a schedule of the search state
+
+
+class Estimator(Protocol):
+    name: str
+
+    def alpha_gradient(
+        self,
+        alpha: torch.Tensor,
+        weights: Sequence[torch.Tensor],
+        train_loss: LossFn,
+        val_loss: LossFn,
+        xi: float,
+        state: SearchState | None = None,
+    ) -> torch.Tensor: ...
+
+
+def _leaf(alpha: torch.Tensor) -> torch.Tensor:
+    """A fresh leaf copy of alpha: gradients never depend on (or leak into) the caller's alpha graph."""
+    return alpha.detach().requires_grad_(True)
+
+
+def _trainable(weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    return [w for w in weights if w.requires_grad]
+
+
+def _grads(outputs: torch.Tensor, inputs: Sequence[torch.Tensor], **kwargs) -> list[torch.Tensor]:
+    """d outputs / d inputs with zeros for inputs the output does not depend on."""
+    if not isinstance(outputs, torch.Tensor) or not outputs.requires_grad:
+        return [torch.zeros_like(x) for x in inputs]
+    grads = torch.autograd.grad(outputs, list(inputs), allow_unused=True, **kwargs)
+    return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
+
+
+def _dot(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor]) -> torch.Tensor:
+    return sum((x * y).sum() for x, y in zip(xs, ys))
+
+
+def _resolve(coefficient: Coefficient, state: SearchState | None, what: str) -> float:
+    if callable(coefficient):
+        if state is None:
+            raise ValueError(f"{what} is a schedule of the search state; pass state= to alpha_gradient")
+        return float(coefficient(state))
+    return float(coefficient)
+
+
+class _Unroll:
+    """One virtual SGD step w' = w - xi grad_w L_train(w, a), with finite-difference mixed HVPs.
+
+    ``hypergradient(loss)`` = d/da loss(w'(a), a) ~ grad_a loss(w', a) - xi * HVP, where
+    HVP = [grad_a L_train(w+, a) - grad_a L_train(w-, a)] / (2 eps), w+- = w +- eps v,
+    v = grad_w' loss(w', a), eps = fd_radius / ||v|| (DARTS [004] Eq. 3, AllegroNAS Eq. 5).
+    The weights sit at w' between construction and ``restore``; every HVP restores w first.
+    """
+
+    def __init__(self, alpha, weights, train_loss: LossFn, xi: float, fd_radius: float) -> None:
+        self.alpha, self.weights, self.train_loss, self.xi, self.fd_radius = alpha, weights, train_loss, xi, fd_radius
+        self.backup = [w.detach().clone() for w in weights]
+        grads = _grads(train_loss(alpha.detach()), weights)
+        self.unrolled = [b - xi * g for b, g in zip(self.backup, grads)]
+        self._set(self.unrolled)
+
+    def _set(self, values) -> None:
+        with torch.no_grad():
+            for w, value in zip(self.weights, values):
+                w.copy_(value)
+
+    def hypergradient(self, loss: LossFn) -> torch.Tensor:
+        self._set(self.unrolled)
+        d_alpha, *v = _grads(loss(self.alpha), [self.alpha, *self.weights])
+        eps = self.fd_radius / (math.sqrt(float(_dot(v, v))) + 1e-12)
+        terms = []
+        for sign in (1.0, -1.0):
+            self._set([b + sign * eps * g for b, g in zip(self.backup, v)])
+            terms.append(_grads(self.train_loss(self.alpha), [self.alpha])[0])
+        return d_alpha - self.xi * (terms[0] - terms[1]) / (2 * eps)
+
+    def restore(self) -> None:
+        self._set(self.backup)
 
 
 class FirstOrder:
     name = "first-order"
 
-    def alpha_gradient(self, alpha, weights, train_loss: LossFn, val_loss: LossFn, xi: float) -> torch.Tensor:
-        loss = val_loss(alpha)
-        (grad,) = torch.autograd.grad(loss, [alpha])
-        return grad
+    def alpha_gradient(self, alpha, weights, train_loss: LossFn, val_loss: LossFn, xi: float, state=None):
+        a = _leaf(alpha)
+        return _grads(val_loss(a), [a])[0]
 
 
 class SecondOrder:
+    """DARTS second order ([004] Eqs 2-3): d/da L_val(w - xi grad_w L_train(w, a), a), FD HVP."""
+
     name = "second-order"
 
     def __init__(self, fd_radius: float = 0.01) -> None:
-        self.fd_radius = fd_radius
+        self.fd_radius = fd_radius  # 0.01 in DARTS ([004] Eq. 3: eps = 0.01 / ||v||)
 
-    def alpha_gradient(self, alpha, weights, train_loss: LossFn, val_loss: LossFn, xi: float) -> torch.Tensor:
-        weights = [w for w in weights if w.requires_grad]
-        backup = [w.detach().clone() for w in weights]
+    def alpha_gradient(self, alpha, weights, train_loss: LossFn, val_loss: LossFn, xi: float, state=None):
+        unroll = _Unroll(_leaf(alpha), _trainable(weights), train_loss, xi, self.fd_radius)
         try:
-            grads = torch.autograd.grad(train_loss(alpha.detach()), weights, allow_unused=True)
-            with torch.no_grad():
-                for w, g in zip(weights, grads):
-                    if g is not None:
-                        w.sub_(xi * g)
-            loss = val_loss(alpha)
-            grads = torch.autograd.grad(loss, [alpha, *weights], allow_unused=True)
-            d_alpha, v = grads[0], [torch.zeros_like(w) if g is None else g for w, g in zip(weights, grads[1:])]
-            norm = torch.sqrt(sum((g**2).sum() for g in v))
-            eps = self.fd_radius / (float(norm) + 1e-12)
-            hessian_terms = []
-            for sign in (1.0, -1.0):
-                with torch.no_grad():
-                    for w, b, g in zip(weights, backup, v):
-                        w.copy_(b + sign * eps * g)
-                (g_alpha,) = torch.autograd.grad(train_loss(alpha), [alpha])
-                hessian_terms.append(g_alpha)
-            hvp = (hessian_terms[0] - hessian_terms[1]) / (2 * eps)
-            return d_alpha - xi * hvp
+            return unroll.hypergradient(val_loss)
         finally:
-            with torch.no_grad():
-                for w, b in zip(weights, backup):
-                    w.copy_(b)
+            unroll.restore()
 
 
-def make_estimator(order: int):
-    if order in (0, 1):
+class ImplicitNeumann:
+    """iDARTS (M17, [002] Eq. 3.12): implicit hypergradient with a truncated Neumann series.
+
+    grad = dL_val/da - gamma * dL_val/dw  sum_{k=0}^{K} [I - gamma H]^k  d2L_train/(dw da),
+    H = d2L_train/dw2, all at the current weights (taken as the approximate w*). The series
+    times gamma approximates H^-1 (exactly as K -> inf when 0 < gamma < 2 / lambda_max(H));
+    the terms p_k = (I - gamma H) p_{k-1}, p_0 = dL_val/dw, use exact Hessian-vector products
+    by double backward through one train-loss forward, so no finite differences are needed.
+    K = 0 is DARTS-2nd's correction at the current weights. ``gamma`` defaults to ``xi`` (the
+    weight learning rate, as in M17: "gamma = learning rate").
+
+    ``terms`` default 5: our choice (K is not stated in M17); each term costs one HVP, so K = 5
+    keeps an alpha step within a few times DARTS-2nd's cost.
+    """
+
+    name = "implicit-neumann"
+
+    def __init__(self, terms: int = 5, gamma: float | None = None) -> None:
+        if terms < 0:
+            raise ValueError(f"terms must be >= 0, got {terms}")
+        self.terms, self.gamma = int(terms), gamma
+
+    def alpha_gradient(self, alpha, weights, train_loss: LossFn, val_loss: LossFn, xi: float, state=None):
+        gamma = xi if self.gamma is None else self.gamma
+        a, weights = _leaf(alpha), _trainable(weights)
+        d_alpha, *v = _grads(val_loss(a), [a, *weights])
+        g_w = _grads(train_loss(a), weights, create_graph=True)
+        p, acc = v, [x.clone() for x in v]
+        for _ in range(self.terms):
+            hp = _grads(_dot(g_w, p), weights, retain_graph=True)
+            p = [x - gamma * h for x, h in zip(p, hp)]
+            acc = [s + x for s, x in zip(acc, p)]
+        mixed = _grads(_dot(g_w, acc), [a])[0]  # d2L_train/(da dw) . acc
+        return d_alpha - gamma * mixed
+
+
+class SingleLevel:
+    """DAS-single (M04): single-level optimization, grad_a L_train(w, a).
+
+    M04 does not say which loss drives alpha; single level means alpha and w fit the same
+    (training) data, so the training loss (our choice, as in single-level DARTS baselines).
+    """
+
+    name = "single-level"
+
+    def alpha_gradient(self, alpha, weights, train_loss: LossFn, val_loss: LossFn, xi: float, state=None):
+        a = _leaf(alpha)
+        return _grads(train_loss(a), [a])[0]
+
+
+class MixedLevel:
+    """MiLeNAS (M18), first order: grad_a L_val(w, a) + chi * grad_a L_train(w, a) (AllegroNAS Eq. 4
+    at the current weights). ``chi``: a float or a schedule ``chi(state) -> float``.
+    """
+
+    name = "mixed-level"
+
+    def __init__(self, chi: Coefficient = 1.0) -> None:
+        self.chi = chi  # default 1: our choice (M18 gives no value), equal weight on both losses
+
+    def alpha_gradient(self, alpha, weights, train_loss: LossFn, val_loss: LossFn, xi: float, state=None):
+        chi = _resolve(self.chi, state, "chi")
+        a = _leaf(alpha)
+        loss = val_loss(a) if chi == 0.0 else val_loss(a) + chi * train_loss(a)
+        return _grads(loss, [a])[0]
+
+
+class MixedLevelSecondOrder:
+    """AllegroNAS (M44, [004] Eqs 4-5): d/da [L_val(w', a) + chi L_train(w', a)], w' = w - xi grad_w L_train.
+
+    Each term gets its own finite-difference HVP of L_train (the unroll is the only path from a
+    to w'): the val term at w1,2 = w +- s_val grad_w' L_val(w'), the train term at
+    w3,4 = w +- s_train grad_w' L_train(w'), s_* = fd_radius / ||grad_w' L_*(w')||.
+    Eq. 5's last line is garbled (only the val term, both FD points printed as w); we read it,
+    from the line before it and the w3,4 / s_train definitions, as
+      grad_a L_val(w') - xi [grad_a L_train(w1) - grad_a L_train(w2)] / (2 s_val)
+      + chi (grad_a L_train(w') - xi [grad_a L_train(w3) - grad_a L_train(w4)] / (2 s_train)).
+    ``chi``: a float or a schedule ``chi(state) -> float`` (M44 ramps it, Eq. 6).
+    """
+
+    name = "mixed-level-2nd"
+
+    def __init__(self, chi: Coefficient = 1.0, fd_radius: float = 0.01) -> None:
+        self.chi = chi  # default 1: our choice, as MixedLevel; AllegroNAS uses the Eq. 6 ramp to 0.1
+        self.fd_radius = fd_radius  # 0.01 in [004] Eq. 5
+
+    def alpha_gradient(self, alpha, weights, train_loss: LossFn, val_loss: LossFn, xi: float, state=None):
+        chi = _resolve(self.chi, state, "chi")
+        unroll = _Unroll(_leaf(alpha), _trainable(weights), train_loss, xi, self.fd_radius)
+        try:
+            grad = unroll.hypergradient(val_loss)
+            if chi != 0.0:
+                grad = grad + chi * unroll.hypergradient(train_loss)
+            return grad
+        finally:
+            unroll.restore()
+
+
+ESTIMATORS: Registry[Callable[..., Estimator]] = Registry("estimator")
+ESTIMATORS.register("first-order", FirstOrder)
+ESTIMATORS.register("second-order", SecondOrder)
+ESTIMATORS.register("implicit-neumann", ImplicitNeumann)
+ESTIMATORS.register("single-level", SingleLevel)
+ESTIMATORS.register("mixed-level", MixedLevel)
+ESTIMATORS.register("mixed-level-2nd", MixedLevelSecondOrder)
+
+
+def make_estimator(spec: int | str, **options) -> Estimator:
+    """An estimator by unroll order (0/1: first order, 2: second order) or registered name + options."""
+    if isinstance(spec, str):
+        return ESTIMATORS.get(spec)(**options)
+    if options:
+        raise ValueError("options need an estimator name, not an unroll order")
+    if spec in (0, 1):
         return FirstOrder()
-    if order == 2:
+    if spec == 2:
         return SecondOrder()
-    raise ValueError(f"unroll order must be 1 (first order) or 2 (second order), got {order!r}")
+    raise ValueError(f"unroll order must be 1 (first order) or 2 (second order), got {spec!r}")

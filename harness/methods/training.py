@@ -12,9 +12,9 @@ from harness.methods.schedules import param_lr_factor
 from harness.spaces import OpContext
 
 
-def reconstruction_loss(model, problem, x, y, generator, weights=None) -> torch.Tensor:
+def reconstruction_loss(model, problem, x, y, generator, weights=None, mixer=None) -> torch.Tensor:
     """Mean squared error of the reconstruction (the training and validation loss)."""
-    ctx = OpContext(y, problem.operator, generator)
+    ctx = OpContext(y, problem.operator, generator, mixer)
     out = model(problem.network_input(y), ctx, weights)
     return ((out.squeeze(1) - x) ** 2).mean()
 
@@ -59,7 +59,7 @@ def train_network(
 
 
 @torch.no_grad()
-def evaluate_psnr(model, ctx: MethodContext, weights: torch.Tensor | None = None) -> float:
+def evaluate_psnr(model, ctx: MethodContext, weights: torch.Tensor | None = None, mixer=None) -> float:
     """Average PSNR on the trial's validation set (2432 fresh samples, the same set every call)."""
     problem = ctx.problem
     data = ctx.streams.fresh("eval")
@@ -69,7 +69,7 @@ def evaluate_psnr(model, ctx: MethodContext, weights: torch.Tensor | None = None
     scores = []
     for _ in range(problem.config.batches_per_epoch):
         x, y = problem.sample(problem.config.batch_size, data)
-        out = model(problem.network_input(y), OpContext(y, problem.operator, noise), weights)
+        out = model(problem.network_input(y), OpContext(y, problem.operator, noise, mixer), weights)
         scores.append(float(problem.psnr(out.squeeze(1), x)))
     model.train(was_training)
     return sum(scores) / len(scores)

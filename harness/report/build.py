@@ -41,11 +41,12 @@ from harness.stats import (
     seed_budget,
     summary_table,
 )
-from harness.stats._common import ok_mask
+from harness.stats._common import iter_groups, ok_mask
+from harness.stats.methods import method_ranking
 
 FIGURES_DIR = "figures"
 MAX_COMPARISON_ROWS = 80
-FIGURE_PREFIXES = ("scatter_", "distribution_", "ecdf_", "seed_budget_", "op_frequency_", "alphas_")
+FIGURE_PREFIXES = ("methods_", "scatter_", "distribution_", "ecdf_", "seed_budget_", "op_frequency_", "alphas_")
 
 
 class ReportError(RuntimeError):
@@ -148,7 +149,13 @@ def write_report(
     budget_boot = min(n_boot, 500)
     curve = ci_width_curve(df, n_boot=budget_boot, seed=seed)
     budget = seed_budget(df, target_width=target_width, n_boot=budget_boot, seed=seed, curve=curve)
-    extra = {"comparisons.csv": comparisons, "random_search_steps.csv": steps, "seed_budget.csv": budget}
+    ranking = method_ranking(df, summary=summary)
+    extra = {
+        "methods_ranking.csv": ranking,
+        "comparisons.csv": comparisons,
+        "random_search_steps.csv": steps,
+        "seed_budget.csv": budget,
+    }
     for name, table in extra.items():
         if not table.empty:
             table.to_csv(folder / name, index=False)
@@ -160,6 +167,8 @@ def write_report(
     datasets = ordered("dataset", df["dataset"].dropna())
     for d in datasets:
         tag = fg.safe_name(d)
+        if _ranks_methods(ranking):
+            figs[f"methods_{tag}"] = fg.method_ranking_figure(ranking, d, fig_dir / f"methods_{tag}.png", notes)
         figs[f"scatter_{tag}"] = fg.scatter_dataset(df, d, fig_dir / f"scatter_{tag}.png", notes)
         png = fig_dir / f"distribution_{tag}.png"
         figs[f"distribution_{tag}"] = fg.distributions_dataset(df, d, png, notes)
@@ -179,6 +188,7 @@ def write_report(
     doc = _Doc(folder)
     _header(doc, folder, df)
     _paper_tables(doc, summary, runtime)
+    _methods_section(doc, ranking, figs, datasets)
     _correlation_section(doc, summary, figs, datasets)
     _distribution_section(doc, figs, datasets)
     _comparison_section(doc, comparisons)
@@ -234,6 +244,38 @@ def _paper_tables(doc: _Doc, summary: pd.DataFrame, runtime: pd.DataFrame) -> No
             title = f"Table {no} layout: hyperparameter sets" if no else "Hyperparameter sets"
             doc.heading(f"{title}, {space} space")
             doc.table(hp_table(summary, space))
+
+
+def _ranks_methods(ranking: pd.DataFrame) -> bool:
+    """Whether some (dataset, space, op set) holds at least three search rows to rank."""
+    search = ranking[~ranking["baseline"]]
+    return bool(len(search)) and int(search.groupby(["dataset", "space", "op_set"]).size().max()) >= 3
+
+
+def _methods_section(doc: _Doc, ranking: pd.DataFrame, figs: dict, datasets: list[str]) -> None:
+    if not _ranks_methods(ranking):
+        return
+    doc.heading("Methods ranked by median architecture score")
+    doc.text(
+        "Rank 1 = highest median retrained-architecture score within its data set, space and op set; "
+        "CIs are bootstrap percentile intervals. Spearman: one-shot vs architecture score over the "
+        "method's trials (the paper's question, asked of every method). Hessian: median dominant "
+        "eigenvalue of the validation loss w.r.t. alpha at the end of search. Seed distance: mean pairwise "
+        "DARTOpti architecture distance between the genotypes of different seeds."
+    )
+    cols = {
+        "rank": "rank", "method": "method", "hp_set": "hp set", "n": "n", "n_failed": "failed",
+        "median": "median", "median_ci_low": "CI low", "median_ci_high": "CI high", "max": "max",
+        "spearman_rho": "Spearman", "spearman_p": "p", "hessian_median": "Hessian",
+        "param_free_mean": "param-free ops", "seed_distance_mean": "seed distance", "runtime_mean_s": "runtime s",
+    }
+    for labels, group in iter_groups(ranking, ("dataset", "space", "op_set")):
+        doc.heading(f"{label('dataset', labels['dataset'])}, {labels['space']} space, {labels['op_set']} ops", 3)
+        table = group[[c for c in cols if c in group.columns]].rename(columns=cols).copy()
+        table["method"] = [label("method", m) for m in table["method"]]
+        doc.table(table)
+    for d in datasets:
+        doc.figure(figs.get(f"methods_{fg.safe_name(d)}"), f"{label('dataset', d)}: methods ranked")
 
 
 def _correlation_section(doc: _Doc, summary: pd.DataFrame, figs: dict, datasets: list[str]) -> None:

@@ -306,3 +306,42 @@ def pick_alpha_trials(df: pd.DataFrame, limit: int) -> list[pd.Series]:
         candidates = [scored.iloc[-1], scored.iloc[0]] if len(scored) > 1 else [g.iloc[0]]
         picked.extend(candidates[: limit - len(picked)])
     return picked
+
+
+def method_ranking_figure(ranking: pd.DataFrame, dataset: str, path: Path, notes: list[str]) -> Path | None:
+    """Per (space, op set): median architecture score with its CI per method, best on top, and
+    the one-shot/architecture Spearman correlation with its CI beside it (baselines in grey)."""
+    sub = ranking[ranking["dataset"] == dataset]
+    panels = [(labels, g) for labels, g in iter_groups(sub, ("space", "op_set")) if g["median"].notna().any()]
+    if not panels:
+        notes.append(f"method ranking ({dataset}): no group with a finite median")
+        return None
+    height = sum(0.28 * len(g) + 1.2 for _, g in panels)
+    fig = _new_figure(11, max(height, 3))
+    grid = fig.add_gridspec(len(panels), 2, width_ratios=(3, 2), height_ratios=[len(g) + 3 for _, g in panels])
+    for i, (labels, group) in enumerate(panels):
+        group = group.sort_values("rank", ascending=False, na_position="first")
+        y = np.arange(len(group))
+        names = [f"{label('method', m)} / {h}" for m, h in zip(group["method"], group["hp_set"])]
+        colours = ["0.6" if b else "C0" for b in group["baseline"]]
+        panels_of_row = (
+            (grid[i, 0], "median", "median_ci_low", "median_ci_high", "median arch. score, 95% CI"),
+            (grid[i, 1], "spearman_rho", "spearman_ci_low", "spearman_ci_high", "Spearman one-shot vs arch."),
+        )
+        for cell, centre, low, high, title in panels_of_row:
+            ax = fig.add_subplot(cell)
+            c = pd.to_numeric(group[centre], errors="coerce").to_numpy(float)
+            lo = pd.to_numeric(group[low], errors="coerce").to_numpy(float)
+            hi = pd.to_numeric(group[high], errors="coerce").to_numpy(float)
+            err = np.vstack([np.clip(c - lo, 0, None), np.clip(hi - c, 0, None)])
+            err = np.where(np.isfinite(err), err, 0.0)
+            ax.errorbar(c, y, xerr=err, fmt="none", ecolor="0.5", capsize=2)
+            ax.scatter(c, y, c=colours, zorder=3, s=18)
+            ax.set_yticks(y, names if centre == "median" else [""] * len(y), fontsize=7)
+            ax.set_title(f"{labels['space']}, {labels['op_set']} ops: {title}", fontsize=9)
+            ax.grid(axis="x", alpha=0.3)
+            if centre == "spearman_rho":
+                ax.axvline(0, color="0.3", lw=0.8)
+                ax.set_xlim(-1.05, 1.05)
+    fig.suptitle(f"{label('dataset', dataset)}: methods ranked by median architecture score")
+    return _save(fig, path)

@@ -17,6 +17,9 @@ STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 
 # Columns every trials table has, in this order (see harness.runner.store).
+# Per-trial search diagnostics kept in ``extra`` and promoted to columns for the reports.
+DIAGNOSTIC_COLUMNS = ("hessian_eigenvalue", "epochs_run")
+
 TRIAL_COLUMNS = [
     "trial_id",
     "dataset",
@@ -36,6 +39,7 @@ TRIAL_COLUMNS = [
     "retrain_runtime_s",
     "genotype",
     "n_param_free_ops",
+    *DIAGNOSTIC_COLUMNS,
     "overrides",
     "finished_at",
 ]

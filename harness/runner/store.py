@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from harness.runner.spec import STATUS_FAILED, STATUS_OK, TRIAL_COLUMNS, TrialResult
+from harness.runner.spec import DIAGNOSTIC_COLUMNS, STATUS_FAILED, STATUS_OK, TRIAL_COLUMNS, TrialResult
 
 TRIALS_FILE = "trials.jsonl"
 TRIALS_CSV = "trials.csv"
@@ -72,6 +72,12 @@ class TrialStore:
 
         records = self.records()
         df = pd.DataFrame.from_records(records)
+        extras = df["extra"] if "extra" in df.columns else pd.Series([None] * len(df), dtype=object)
+        for col in DIAGNOSTIC_COLUMNS:
+            df[col] = pd.to_numeric(
+                pd.Series([e.get(col) if isinstance(e, dict) else None for e in extras], index=df.index, dtype=object),
+                errors="coerce",
+            )
         for col in TRIAL_COLUMNS:
             if col not in df.columns:
                 df[col] = None

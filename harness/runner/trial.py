@@ -44,6 +44,8 @@ def build_context(spec: TrialSpec, device: torch.device | str | None = None) -> 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     method = make_method(spec.method, opts["method"])
     space_name = SPACES.canonical(spec.space)
+    if getattr(method, "needs", ""):
+        raise ValueError(f"method {spec.method!r} cannot run on the 1D problems: it needs {method.needs}")
     if space_name not in method.spaces:
         raise ValueError(f"method {spec.method!r} does not run on space {spec.space!r} (runs on {method.spaces})")
     space = SPACES.get(spec.space)(**opts["space"])

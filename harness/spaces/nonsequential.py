@@ -22,11 +22,15 @@ def edges(n_states: int) -> list[tuple[int, int]]:
 
 
 class Cell(nn.Module):
-    def __init__(self, edge_candidates: list[tuple[str, ...]], n_states: int, cfg: OpConfig) -> None:
+    def __init__(
+        self, edge_candidates: list[tuple[str, ...]], n_states: int, cfg: OpConfig, first_position: int = 0
+    ) -> None:
         super().__init__()
         self.n_states = n_states
         self.edge_list = edges(n_states)
-        self.edge_ops = nn.ModuleList(MixedOp(c, cfg) for c in edge_candidates)
+        self.edge_ops = nn.ModuleList(
+            MixedOp(c, cfg, position=first_position + k) for k, c in enumerate(edge_candidates)
+        )
         self.merge = nn.Conv1d(2, 1, cfg.kernel_size, padding=cfg.kernel_size // 2)
 
     def forward(self, s0, ctx: OpContext, weights: torch.Tensor | None = None):
@@ -49,7 +53,9 @@ class Cell(nn.Module):
 class NonSequentialNetwork(nn.Module):
     def __init__(self, cell_candidates: list[list[tuple[str, ...]]], n_states: int, cfg: OpConfig) -> None:
         super().__init__()
-        self.cells = nn.ModuleList(Cell(c, n_states, cfg) for c in cell_candidates)
+        self.cells = nn.ModuleList(
+            Cell(c, n_states, cfg, first_position=i * len(c)) for i, c in enumerate(cell_candidates)
+        )
 
     def forward(self, u0, ctx: OpContext, weights: list[torch.Tensor] | None = None):
         """``weights`` is a list of per-position mixing weights, positions ordered cell by cell."""

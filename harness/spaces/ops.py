@@ -43,12 +43,18 @@ class OpConfig:
 
 
 class OpContext:
-    """What ops need besides their input: y, the operator and the trial's noise stream."""
+    """What ops need besides their input: y, the operator and the trial's noise stream.
 
-    def __init__(self, y: torch.Tensor, operator, generator: torch.Generator | None) -> None:
+    ``mixer``, when set, replaces the plain weighted sum inside every mixed op with weights:
+    ``mixer(mixed_op, u, ctx, weights)``. Search methods use it for perturbations of op inputs
+    and outputs, op masks and auxiliary branches without this layer knowing about them.
+    """
+
+    def __init__(self, y: torch.Tensor, operator, generator: torch.Generator | None, mixer=None) -> None:
         self.y = y
         self.operator = operator
         self.generator = generator
+        self.mixer = mixer
 
     def data_gradient(self, u: torch.Tensor) -> torch.Tensor:
         """A^T (A u - y) for u of shape (B, 1, N)."""
@@ -159,11 +165,16 @@ def build_op(name: str, cfg: OpConfig) -> Op:
 
 
 class MixedOp(nn.Module):
-    """Sum_k w_k o_k(u) over candidate ops; a single candidate is a plain (discrete) op."""
+    """Sum_k w_k o_k(u) over candidate ops; a single candidate is a plain (discrete) op.
 
-    def __init__(self, names: tuple[str, ...], cfg: OpConfig) -> None:
+    ``position`` is the mixed op's index among the network's positions (the row of alpha it
+    uses); networks number their mixed ops in position order.
+    """
+
+    def __init__(self, names: tuple[str, ...], cfg: OpConfig, position: int = -1) -> None:
         super().__init__()
         self.names = tuple(names)
+        self.position = position
         self.ops = nn.ModuleList(build_op(n, cfg) for n in self.names)
 
     def forward(self, u: torch.Tensor, ctx: OpContext, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -171,6 +182,8 @@ class MixedOp(nn.Module):
             if len(self.ops) != 1:
                 raise ValueError("a mixed op with several candidates needs mixing weights")
             return self.ops[0](u, ctx)
+        if ctx.mixer is not None:
+            return ctx.mixer(self, u, ctx, weights)
         out = None
         for w, op in zip(weights, self.ops):
             term = w * op(u, ctx)

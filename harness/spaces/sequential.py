@@ -16,7 +16,7 @@ class SequentialNetwork(nn.Module):
 
     def __init__(self, layer_candidates: list[tuple[str, ...]], cfg: OpConfig) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(MixedOp(c, cfg) for c in layer_candidates)
+        self.layers = nn.ModuleList(MixedOp(c, cfg, position=i) for i, c in enumerate(layer_candidates))
 
     def forward(self, u0: torch.Tensor, ctx: OpContext, weights: list[torch.Tensor] | None = None):
         u = u0

@@ -7,7 +7,8 @@
     workers: 2
     defaults: {dataset: blur, space: sequential, hp_set: H1}
     options: {problem: {noise_std: 0.1}}      # optional option groups: problem, ops, space, method
-    rows:                            # a list value in a row expands as a Cartesian product
+    rows:                            # a list value in a row expands as a Cartesian product;
+                                     # hp_set: method-default = each method's own default set
       - {op_set: good, method: [lg-only, nets-only, das, random, random-search]}
       - {op_set: all, method: [das, random, random-search]}
 """
@@ -29,6 +30,8 @@ from harness.yaml_files import read_yaml
 TOP_KEYS = {"name", "description", "trials", "seed_offset", "epochs", "workers", "defaults", "options", "rows"}
 ROW_KEYS = {"dataset", "space", "op_set", "method", "hp_set", "hp_overrides", "options", "trials"}
 EXPANDABLE = ("dataset", "space", "op_set", "method", "hp_set")
+# ``hp_set: method-default`` picks each method's own default set (e.g. BOHB-DAS-single for das-single).
+METHOD_DEFAULT = "method-default"
 NAME_REGISTRIES = {"dataset": PROBLEMS, "space": SPACES, "op_set": OP_SETS, "method": METHODS}
 
 
@@ -127,6 +130,7 @@ def parse_study(data, source: str = "<study>") -> StudyConfig:
     if not isinstance(rows_data, list) or not rows_data:
         raise StudyConfigError(f"{source}: rows must be a non-empty list of mappings")
     rows: list[RowConfig] = []
+    seen: set = set()
     for i, raw in enumerate(rows_data):
         where = f"{source}: rows[{i}]"
         if not isinstance(raw, dict):
@@ -147,7 +151,16 @@ def parse_study(data, source: str = "<study>") -> StudyConfig:
             raise StudyConfigError(f"{where}.hp_overrides must be a mapping of hyperparameters")
         choices = [row[k] if isinstance(row[k], list) else [row[k]] for k in EXPANDABLE]
         for combo in itertools.product(*choices):
-            values = {k: _validate_name(k, v, where) for k, v in zip(EXPANDABLE, combo)}
+            values = {
+                k: v if (k, v) == ("hp_set", METHOD_DEFAULT) else _validate_name(k, v, where)
+                for k, v in zip(EXPANDABLE, combo)
+            }
+            if values["hp_set"] == METHOD_DEFAULT:
+                values["hp_set"] = METHODS.get(values["method"]).default_hp_set
+            key = (tuple(values.values()), repr(sorted(hp_overrides.items())), repr(options))
+            if key in seen:  # e.g. [H1, method-default] for a method whose own default is H1
+                continue
+            seen.add(key)
             rows.append(RowConfig(**values, trials=row_trials, hp_overrides=_pin_tuned(values["hp_set"], hp_overrides),
                                   options=options))
     study = StudyConfig(

@@ -1,0 +1,556 @@
+"""ComposedSearch: the one differentiable-search loop that every method preset configures.
+
+Plain DARTS / DAS ([001] M03, METHODS.md §0) is the default composition: softmax relaxation,
+first-order estimator, argmax discretization, no regularizer, perturbation or early stop.
+A method changes only the components it names (docs/method_components.md):
+
+* each step: one weight step on a fresh training batch, with mixing weights from the
+  (possibly perturbed, possibly sampled) relaxation of alpha and the mix hooks active;
+  then, unless alpha is in warm-up, one alpha step on a fresh validation batch: the
+  estimator's gradient, scaled and combined with regularizer penalties, optional extra
+  objectives (combined by a multi-objective combiner) and the D-DARTS ablation term;
+* each epoch: alpha snapshot, optional Hessian diagnostics and the early-stopping check;
+* at the end: one-shot validation PSNR of the supernet, the dominant Hessian eigenvalue of
+  the validation loss w.r.t. alpha, and the genotype from the discretization rule.
+
+Random draws of components use the trial's "arch" stream, so plain DAS (which draws none)
+gives exactly the numbers it gave before components existed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from harness.methods.base import SearchOutcome
+from harness.methods.context import MethodContext
+from harness.methods.discretization import ArgmaxDiscretization, PerturbationSelection
+from harness.methods.estimators import FirstOrder
+from harness.methods.relaxation import SoftmaxRelaxation
+from harness.methods.schedules import alpha_lr_factor, cosine, natural_exp_cosine, param_lr_factor
+from harness.methods.state import SearchState
+from harness.methods.training import check_finite, evaluate_psnr, reconstruction_loss, set_lr, train_network
+from harness.spaces import PARAMETER_FREE_OPS
+from harness.spaces.ops import MixedOp
+
+ALPHA_INIT_SCALE = 1e-3  # alpha ~ 1e-3 * N(0, 1), as in DARTS
+PARAM_LR_SCHEDULES = ("constant", "cosine", "natural-exp-cosine")
+HESSIAN_MODES = ("none", "end", "epochs")
+PROBE_BATCHES = 4
+
+
+def mixed_ops(model: torch.nn.Module) -> list[MixedOp]:
+    """The network's mixed ops in position order."""
+    found = [m for m in model.modules() if isinstance(m, MixedOp)]
+    return sorted(found, key=lambda m: m.position)
+
+
+@dataclass
+class Mixer:
+    """Replaces the plain weighted sum in every mixed op (installed through ``OpContext.mixer``).
+
+    Applies, per position: op masks (P-DARTS's dropped ops), the mix hooks of perturbation
+    components (only while ``state.training``), deactivation of a whole position (D-DARTS's
+    ablation: identity in the sequential space, no contribution in the non-sequential one) and
+    per-edge multipliers (PC-DARTS's edge normalization)."""
+
+    state: SearchState
+    hooks: tuple = ()
+    op_mask: torch.Tensor | None = None
+    deactivated: dict[int, str] = field(default_factory=dict)
+    edge_weights: torch.Tensor | None = None
+
+    def __call__(self, mixed: MixedOp, u: torch.Tensor, op_ctx, weights: torch.Tensor) -> torch.Tensor:
+        pos = mixed.position
+        mode = self.deactivated.get(pos)
+        if mode is not None:
+            return u if mode == "identity" else torch.zeros_like(u)
+        hooks = self.hooks if self.state.training else ()
+        out = None
+        for k, (name, op) in enumerate(zip(mixed.names, mixed.ops)):
+            if self.op_mask is not None and not bool(self.op_mask[pos, k]):
+                continue
+            x = u
+            for hook in hooks:
+                if hasattr(hook, "op_input"):
+                    x = hook.op_input(x, name, pos, self.state)
+            y = op(x, op_ctx)
+            for hook in hooks:
+                if hasattr(hook, "op_output"):
+                    y = hook.op_output(y, name, pos, self.state)
+            term = weights[k] * y
+            out = term if out is None else out + term
+        for hook in hooks:
+            extra = hook.extra_term(u, pos, self.state) if hasattr(hook, "extra_term") else None
+            if extra is not None:
+                out = extra if out is None else out + extra
+        if out is None:
+            out = torch.zeros_like(u)
+        if self.edge_weights is not None:
+            out = out * self.edge_weights[pos]
+        return out
+
+
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module, state: SearchState):
+    """Model in eval mode (BatchNorm running statistics) and components deterministic."""
+    was_model, was_state = model.training, state.training
+    model.eval()
+    state.training = False
+    try:
+        yield
+    finally:
+        model.train(was_model)
+        state.training = was_state
+
+
+class SupernetProbe:
+    """What discretization rules, early stopping and diagnostics may ask of the supernet.
+
+    Scores use ``PROBE_BATCHES`` fixed validation batches (their own seed, derived from the
+    trial's evaluation stream), the model in eval mode and deterministic relaxations."""
+
+    def __init__(self, search: ComposedSearch, run: _Run) -> None:
+        self.search, self.run = search, run
+        ctx = run.ctx
+        gen = torch.Generator().manual_seed(ctx.streams.seed("eval") + 2)
+        size = ctx.problem.config.batch_size
+        self.batches = [ctx.problem.sample(size, gen) for _ in range(PROBE_BATCHES)]
+        self.noise_seed = ctx.streams.seed("eval") + 3
+
+    def _loss(self, weights, batch) -> torch.Tensor:
+        x, y = batch
+        noise = torch.Generator().manual_seed(self.noise_seed)
+        return reconstruction_loss(self.run.model, self.run.ctx.problem, x, y, noise, weights, self.run.mixer)
+
+    @torch.no_grad()
+    def score(self, weights: torch.Tensor) -> float:
+        with evaluating(self.run.model, self.run.state):
+            return sum(float(self._loss(weights, b)) for b in self.batches) / len(self.batches)
+
+    def val_loss(self, alpha: torch.Tensor) -> torch.Tensor:
+        """Validation loss on the first probe batch, differentiable in alpha (Hessian diagnostics)."""
+        with evaluating(self.run.model, self.run.state):
+            weights = self.search.relaxation.weights(self.run.masked(alpha), None)
+            return self._loss(weights, self.batches[0])
+
+    def genotype(self, alpha: torch.Tensor):
+        rule = self.search.discretization
+        if isinstance(rule, PerturbationSelection):
+            rule = ArgmaxDiscretization()  # intermediate genotypes must not fine-tune the supernet
+        probs = self.search.relaxation.probabilities(self.run.masked(alpha.detach()))
+        return rule.genotype(self.run.space, probs, self.run.ctx.ops)
+
+    def finetune(self, weights: torch.Tensor, steps: int) -> None:
+        """``steps`` weight steps with fixed mixing weights (DARTS+PT between edge decisions)."""
+        run = self.run
+        problem = run.ctx.problem
+        run.model.train()
+        for _ in range(int(steps)):
+            x, y = problem.sample(problem.config.batch_size, run.data)
+            loss = reconstruction_loss(run.model, problem, x, y, run.noise, weights.detach(), run.mixer)
+            check_finite(loss, "while fine-tuning the supernet during discretization")
+            if run.w_opt is None:
+                return
+            run.w_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            run.w_opt.step()
+
+
+@dataclass
+class _Run:
+    """Everything one search run holds (a P-DARTS stage is one run)."""
+
+    ctx: MethodContext
+    space: object
+    model: torch.nn.Module
+    alpha: torch.Tensor
+    state: SearchState
+    mixer: Mixer
+    data: torch.Generator
+    noise: torch.Generator
+    w_opt: torch.optim.Optimizer | None
+    op_mask: torch.Tensor | None = None
+    history: list | None = None
+    epochs_run: int = 0
+    stopped_early: bool = False
+    hessian_per_epoch: list = field(default_factory=list)
+    combiner_weights: list = field(default_factory=list)
+    objectives: list = field(default_factory=list)
+    regularizers: list = field(default_factory=list)
+
+    def masked(self, alpha: torch.Tensor) -> torch.Tensor:
+        if self.op_mask is None:
+            return alpha
+        return alpha.masked_fill(~self.op_mask, float("-inf"))
+
+
+@dataclass
+class ComposedSearch:
+    """A differentiable-search method as a composition of components (see module docstring)."""
+
+    name: str = "darts"
+    entry: str = "M01"
+    spaces: tuple[str, ...] = ("sequential", "nonsequential")
+    description: str = "DARTS, first order"
+    # Non-empty for presets whose mechanism the 1D problems cannot exercise: what it needs.
+    needs: str = ""
+    relaxation: object = field(default_factory=SoftmaxRelaxation)
+    estimator: object = field(default_factory=FirstOrder)
+    regularizers: tuple = ()
+    weight_perturbation: object | None = None
+    mix_hooks: tuple = ()
+    discretization: object = field(default_factory=ArgmaxDiscretization)
+    early_stopping: object | None = None
+    # Extra objectives for a multi-objective combiner (E2RNAS): alpha-only penalties whose
+    # gradients are combined with the validation-loss gradient instead of added to it.
+    combiner: object | None = None
+    objective_penalties: tuple = ()
+    # E2RNAS's adversarial objective in 1D: validation loss on an FGSM-perturbed measurement.
+    adversarial_epsilon: float | None = None
+    # D-DARTS ablation loss weight (w_AB); 0 disables it.
+    ablation_weight: float = 0.0
+    param_lr_schedule: str = "constant"
+    param_lr_min_factor: float = 0.0
+    weight_decay_factor: float = 1.0  # R-DARTS's increased L2 (factors 1, 3, 9, 27, 81)
+    weight_steps_per_alpha_step: int = 1  # iDARTS takes several weight steps per alpha step
+    # DAS-single: pre-train the all-lgd and all-net networks, freeze them, search alpha only.
+    pretrained_ops: bool = False
+    pretrain_epochs: int | None = None  # None: the trial's epochs
+    # DARTOpti: start alpha from a hand-designed genotype (every position this op).
+    init_op: str | None = None
+    init_value: float = 1.0
+    hessian: str = "end"
+    hessian_iterations: int = 20
+    default_hp_set: str = "H1"
+
+    def __post_init__(self) -> None:
+        if self.param_lr_schedule not in PARAM_LR_SCHEDULES:
+            raise ValueError(f"param_lr_schedule must be one of {PARAM_LR_SCHEDULES}, got {self.param_lr_schedule!r}")
+        if self.hessian not in HESSIAN_MODES:
+            raise ValueError(f"hessian must be one of {HESSIAN_MODES}, got {self.hessian!r}")
+        if self.weight_steps_per_alpha_step < 1:
+            raise ValueError("weight_steps_per_alpha_step must be >= 1")
+
+    # ----------------------------------------------------------------------------- search
+    def search(self, ctx: MethodContext) -> SearchOutcome:
+        if self.needs:
+            raise ValueError(f"method {self.name!r} cannot run on the 1D problems: it needs {self.needs}")
+        run = self.start(ctx, ctx.space, ctx.epochs)
+        self.optimize(run, ctx.epochs)
+        return self.finish(run)
+
+    def start(
+        self, ctx: MethodContext, space, epochs: int, op_mask: torch.Tensor | None = None, hooks: tuple | None = None
+    ) -> _Run:
+        streams = ctx.streams
+        with streams.seeded_init("init"):
+            model = space.supernet(ctx.ops, ctx.op_config).to(ctx.device)
+            alpha = (ALPHA_INIT_SCALE * torch.randn(space.n_positions, len(ctx.ops))).to(ctx.device)
+        if self.init_op is not None:
+            if self.init_op not in ctx.ops:
+                raise ValueError(f"init_op {self.init_op!r} is not a candidate op ({', '.join(ctx.ops)})")
+            alpha[:, ctx.ops.index(self.init_op)] += self.init_value
+        alpha.requires_grad_(True)
+        state = SearchState(
+            epochs=epochs,
+            steps_per_epoch=ctx.problem.config.batches_per_epoch,
+            generator=streams.generator("arch"),
+            ops=tuple(ctx.ops),
+            parameter_free=torch.tensor([op in PARAMETER_FREE_OPS for op in ctx.ops], device=ctx.device),
+            space=space,
+            device=ctx.device,
+        )
+        if self.pretrained_ops:
+            self._load_pretrained(model, ctx, space)
+        weights = [p for p in model.parameters() if p.requires_grad]
+        w_opt = None
+        if weights:
+            w_opt = torch.optim.Adam(
+                weights,
+                lr=ctx.hp.param_lr,
+                weight_decay=ctx.hp.param_weight_decay * self.weight_decay_factor,
+                foreach=True,
+            )
+        mixer = Mixer(state, tuple(self.mix_hooks if hooks is None else hooks), op_mask)
+        # Objectives and penalties that depend on the trial (per-op costs need problem and op sizes).
+        def built(components):
+            return [c.build(ctx, space) if hasattr(c, "build") else c for c in components]
+
+        return _Run(
+            objectives=built(self.objective_penalties),
+            regularizers=built(self.regularizers),
+            ctx=ctx,
+            space=space,
+            model=model,
+            alpha=alpha,
+            state=state,
+            mixer=mixer,
+            data=streams.generator("data"),
+            noise=streams.generator("noise_op"),
+            w_opt=w_opt,
+            op_mask=op_mask,
+            history=[alpha.detach().cpu().tolist()] if ctx.record_alpha_history else None,
+        )
+
+    def _alpha_optimizer(self, alpha: torch.Tensor, ctx: MethodContext) -> torch.optim.Optimizer:
+        hp = ctx.hp
+        if hp.alpha_optimizer == "adam":
+            return torch.optim.Adam([alpha], lr=hp.alpha_lr, betas=(0.5, 0.999), weight_decay=hp.alpha_weight_decay)
+        return torch.optim.SGD([alpha], lr=hp.alpha_lr, weight_decay=hp.alpha_weight_decay)
+
+    def _param_lr(self, epoch: int, epochs: int, ctx: MethodContext) -> float:
+        hp = ctx.hp
+        lr = hp.param_lr * param_lr_factor(epoch, hp.param_warmup, hp.warmup_epochs)
+        low = self.param_lr_min_factor
+        if self.param_lr_schedule == "cosine":
+            lr *= cosine(epoch / max(epochs, 1), 1.0, low)
+        elif self.param_lr_schedule == "natural-exp-cosine":
+            lr *= natural_exp_cosine(epoch / max(epochs, 1), 1.0, low)
+        return lr
+
+    def optimize(self, run: _Run, epochs: int) -> None:
+        ctx, state, model, alpha = run.ctx, run.state, run.model, run.alpha
+        problem, hp = ctx.problem, ctx.hp
+        a_opt = self._alpha_optimizer(alpha, ctx)
+        weights = [p for p in model.parameters() if p.requires_grad]
+        probe = SupernetProbe(self, run)
+        if self.early_stopping is not None:
+            self.early_stopping.reset()
+        if self.pretrained_ops:
+            model.eval()  # frozen, pre-trained ops keep their BatchNorm statistics
+        else:
+            model.train()
+        steps = problem.config.batches_per_epoch
+        for epoch in range(epochs):
+            state.epoch = epoch
+            if run.w_opt is not None:
+                set_lr(run.w_opt, self._param_lr(epoch, epochs, ctx))
+            a_factor = alpha_lr_factor(
+                epoch, epochs, hp.alpha_warmup, hp.warmup_epochs, hp.alpha_scheduler, hp.linear_end_factor
+            )
+            set_lr(a_opt, hp.alpha_lr * a_factor)
+            for step in range(steps):
+                state.step = step
+                batch = self._weight_step(run, weights, epoch, step) if run.w_opt is not None else None
+                if a_factor == 0.0 or (step + 1) % self.weight_steps_per_alpha_step:
+                    continue
+                grad = self._alpha_gradient(run, weights, batch)
+                if not torch.isfinite(grad).all():
+                    check_finite(grad.sum(), f"in search (alpha step), epoch {epoch} step {step}")
+                a_opt.zero_grad(set_to_none=True)
+                alpha.grad = grad
+                a_opt.step()
+            run.epochs_run = epoch + 1
+            snapshot = alpha.detach().clone()
+            state.alpha_history.append(snapshot)
+            if run.history is not None:
+                run.history.append(snapshot.cpu().tolist())
+            if self.hessian == "epochs":
+                run.hessian_per_epoch.append(self._dominant_eigenvalue(probe, snapshot, state))
+            if self.early_stopping is not None:
+                with evaluating(model, state):
+                    stop = self.early_stopping.observe(epoch, snapshot, state, probe)
+                if stop:
+                    run.stopped_early = epoch + 1 < epochs
+                    break
+
+    def _loss(self, run: _Run, alpha_for_mix: torch.Tensor, x, y) -> torch.Tensor:
+        weights = self.relaxation.weights(run.masked(alpha_for_mix), run.state)
+        return reconstruction_loss(run.model, run.ctx.problem, x, y, run.noise, weights, run.mixer)
+
+    def _weight_step(self, run: _Run, weights: list, epoch: int, step: int) -> tuple:
+        """One weight step on a fresh training batch; returns the batch (the alpha step's L_train)."""
+        problem = run.ctx.problem
+        x, y = problem.sample(problem.config.batch_size, run.data)
+        mix_alpha = run.alpha.detach()
+        if self.weight_perturbation is not None:
+            replay = self._replayer(run)
+
+            def train_loss(a):
+                replay()
+                return self._loss(run, a, x, y)
+
+            mix_alpha = self.weight_perturbation.perturb(mix_alpha, train_loss, run.state)
+            replay()
+        loss = self._loss(run, mix_alpha.detach(), x, y)
+        check_finite(loss, f"in search (weight step), epoch {epoch} step {step}")
+        run.w_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.w_opt.step()
+        return x, y
+
+    @staticmethod
+    def _replayer(run: _Run):
+        """Every loss evaluation of one step must see the same random draws (relaxation
+        samples, perturbations, the noise op's noise): finite differences and PGD compare
+        losses, and fresh noise in each would swamp the differences."""
+        saved = [(g, g.get_state()) for g in (run.state.generator, run.noise) if g is not None]
+
+        def replay() -> None:
+            for generator, snapshot in saved:
+                generator.set_state(snapshot)
+
+        return replay
+
+    def _alpha_gradient(self, run: _Run, weights: list, batch: tuple | None) -> torch.Tensor:
+        """L_train uses the weight step's batch (as DARTS does); L_val a fresh validation batch."""
+        ctx, state, alpha = run.ctx, run.state, run.alpha
+        problem = ctx.problem
+        x, y = batch if batch is not None else problem.sample(problem.config.batch_size, run.data)
+        xv, yv = problem.sample(problem.config.batch_size, run.data)
+        replay = self._replayer(run)
+
+        def train_loss(a, x=x, y=y):
+            replay()
+            return self._loss(run, a, x, y)
+
+        def val_loss(a, x=xv, y=yv):
+            replay()
+            return self._loss(run, a, x, y)
+
+        xi = ctx.hp.param_lr
+        grad = self.estimator.alpha_gradient(alpha, weights, train_loss, val_loss, xi, state)
+        for reg in run.regularizers:
+            grad = grad * getattr(reg, "loss_scale", 1.0)
+        if self.combiner is not None:
+            grads = [grad]
+            if self.adversarial_epsilon is not None:
+                grads.append(self._adversarial_gradient(run, weights, train_loss, xv, yv, xi, replay))
+            for objective in run.objectives:
+                a = alpha.detach().requires_grad_(True)
+                (g,) = torch.autograd.grad(objective.penalty(a, state), [a])
+                grads.append(g)
+            grad, gammas = self.combiner.combine(grads)
+            run.combiner_weights.append([float(g) for g in gammas])
+        if run.regularizers:
+            a = alpha.detach().requires_grad_(True)
+            penalty = sum(reg.penalty(a, state) for reg in run.regularizers)
+            (g,) = torch.autograd.grad(penalty, [a], allow_unused=True)
+            if g is not None:
+                grad = grad + g
+        if self.ablation_weight:
+            grad = grad + self.ablation_weight * self._ablation_gradient(run, xv, yv, replay)
+        return grad.detach()
+
+    def _adversarial_gradient(self, run, weights, train_loss, xv, yv, xi, replay) -> torch.Tensor:
+        from harness.methods.perturbations import fgsm_measurement
+
+        def loss_of_measurement(y_):
+            replay()
+            return self._loss(run, run.alpha.detach(), xv, y_)
+
+        y_adv = fgsm_measurement(yv, loss_of_measurement, self.adversarial_epsilon)
+
+        def adv_val_loss(a):
+            replay()
+            return self._loss(run, a, xv, y_adv)
+
+        return self.estimator.alpha_gradient(run.alpha, weights, train_loss, adv_val_loss, xi, run.state)
+
+    def _ablation_gradient(self, run: _Run, xv, yv, replay) -> torch.Tensor:
+        """Gradient rows of D-DARTS's ablation loss ([002] Eqs 4.2-4.5), row i from cell i's own loss.
+
+        M_i = L(C) - L(C without cell i), L_AB^i = (M_i - mean M) / mean M. Cell i is
+        deactivated (identity in the sequential space, removed edge otherwise), so L(C without i)
+        does not depend on alpha_i and d L_AB^i / d alpha_i = g_i / m - M_i * s_i / (n m^2),
+        with g = grad L(C), s = grad sum_j M_j and m = mean M: two backward passes, not n.
+        Each of the 10 layers of the sequential space is a "cell" (METHODS.md M45, CPU note)."""
+        a = run.alpha.detach().requires_grad_(True)
+        n = a.shape[0]
+        mode = "identity" if run.space.name == "sequential" else "zero"
+        full = self._replayed_loss(run, a, xv, yv, replay)
+        contributions = []
+        for i in range(n):
+            run.mixer.deactivated = {i: mode}
+            try:
+                contributions.append(full - self._replayed_loss(run, a, xv, yv, replay))
+            finally:
+                run.mixer.deactivated = {}
+        m_all = torch.stack(contributions)
+        mean = m_all.mean()
+        if abs(float(mean.detach())) < 1e-12:
+            return torch.zeros_like(a)
+        g_full, g_sum = (
+            torch.autograd.grad(full, [a], retain_graph=True)[0],
+            torch.autograd.grad(m_all.sum(), [a])[0],
+        )
+        m_det = m_all.detach().unsqueeze(1)
+        return g_full / mean.detach() - m_det * g_sum / (n * mean.detach() ** 2)
+
+    def _replayed_loss(self, run, a, x, y, replay) -> torch.Tensor:
+        replay()
+        return self._loss(run, a, x, y)
+
+    def _dominant_eigenvalue(self, probe: SupernetProbe, alpha: torch.Tensor, state: SearchState) -> float:
+        from harness.methods.hessian import dominant_eigenvalue
+
+        # The power iteration's start vector has its own fixed seed: diagnostics must not
+        # advance the trial's streams (a run with diagnostics equals one without).
+        gen = torch.Generator().manual_seed(12345 + state.epoch)
+        try:
+            return float(
+                dominant_eigenvalue(
+                    probe.val_loss, alpha.detach(), method="power", iterations=self.hessian_iterations, generator=gen
+                )
+            )
+        except (RuntimeError, ValueError):
+            return math.nan
+
+    # ----------------------------------------------------------------------------- finish
+    def finish(self, run: _Run) -> SearchOutcome:
+        ctx, state = run.ctx, run.state
+        rollback = getattr(self.early_stopping, "rollback_alpha", None) if self.early_stopping else None
+        final = (rollback if rollback is not None else run.alpha).detach()
+        if not torch.isfinite(final).all():
+            check_finite(final.sum(), "in the final architecture parameters")
+        with evaluating(run.model, state):
+            mix = self.relaxation.weights(run.masked(final), None)
+            oneshot = evaluate_psnr(run.model, ctx, mix, run.mixer)
+        probe = SupernetProbe(self, run)
+        extra: dict = {"epochs_run": run.epochs_run, "stopped_early": run.stopped_early}
+        if self.hessian != "none":
+            extra["hessian_eigenvalue"] = self._dominant_eigenvalue(probe, final, state)
+        if run.hessian_per_epoch:
+            extra["hessian_eigenvalue_per_epoch"] = run.hessian_per_epoch
+        if self.early_stopping is not None:
+            extra["early_stopping_signal"] = [float(v) for v in self.early_stopping.signal]
+        if run.combiner_weights:
+            extra["combiner_weights_mean"] = torch.tensor(run.combiner_weights).mean(0).tolist()
+        probs = self.relaxation.probabilities(run.masked(final))
+        if isinstance(self.discretization, PerturbationSelection):
+            genotype = self.discretization.genotype(run.space, probs, ctx.ops, probe)
+        else:
+            genotype = self.discretization.genotype(run.space, probs, ctx.ops)
+        return SearchOutcome(
+            genotype=genotype,
+            oneshot_score=oneshot,
+            final_alphas=final.cpu().tolist(),
+            alpha_history=run.history,
+            extra=extra,
+        )
+
+    # ------------------------------------------------------------------------- DAS-single
+    def _load_pretrained(self, model, ctx: MethodContext, space) -> None:
+        """[001] §5.4: train the all-lgd and all-net networks, copy their layers into the
+        supernet's lgd / net candidates and freeze every weight (roll and noise have none)."""
+        if space.name != "sequential":
+            raise ValueError("DAS-single's pre-trained ops are defined for the sequential space only")
+        epochs = ctx.epochs if self.pretrain_epochs is None else int(self.pretrain_epochs)
+        targets = mixed_ops(model)
+        for index, op in enumerate(("lgd", "net")):
+            if op not in ctx.ops:
+                continue
+            child = ctx.streams.child(index)
+            with child.seeded_init("retrain_init"):
+                network = space.network(space.uniform_genotype(op), ctx.op_config).to(ctx.device)
+            sub_ctx = MethodContext(**{**ctx.__dict__, "epochs": epochs, "streams": child})
+            train_network(network, sub_ctx, child.generator("retrain_data"), child.generator("noise_op"))
+            k = ctx.ops.index(op)
+            for target, source in zip(targets, mixed_ops(network)):
+                target.ops[k].load_state_dict(source.ops[0].state_dict())
+        for p in model.parameters():
+            p.requires_grad_(False)

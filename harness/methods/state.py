@@ -1,0 +1,53 @@
+"""What a search component sees at each step: progress, the trial's random stream and the space.
+
+Components (relaxations, estimators, regularizers, perturbations, schedules, discretization,
+early stopping) are stateless about the trial except through this object, so the same
+component instance can serve many trials and a preset stays a plain composition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class SearchState:
+    epoch: int = 0
+    epochs: int = 1
+    step: int = 0  # step within the epoch
+    steps_per_epoch: int = 1
+    # The trial's "arch" stream: every random draw a component makes (Gumbel noise, gate
+    # samples, alpha perturbations, channel masks) comes from here, on the CPU, then moves
+    # to the device, so a trial's result does not depend on what else runs.
+    generator: torch.Generator | None = None
+    # False while the supernet is scored (one-shot PSNR) or probed: stochastic relaxations
+    # and perturbations then act deterministically / not at all.
+    training: bool = True
+    ops: tuple[str, ...] = ()
+    # bool (K,): which candidate ops have no weights (roll, noise, zero in [001]).
+    parameter_free: torch.Tensor | None = None
+    space: object | None = None
+    # Per-epoch alpha snapshots (detached), oldest first; novelty terms read it.
+    alpha_history: list[torch.Tensor] = field(default_factory=list)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def total_steps(self) -> int:
+        return max(self.epochs * self.steps_per_epoch, 1)
+
+    @property
+    def global_step(self) -> int:
+        return self.epoch * self.steps_per_epoch + self.step
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the search done, in [0, 1)."""
+        return self.global_step / self.total_steps
+
+    def randn(self, shape, dtype=torch.float32) -> torch.Tensor:
+        return torch.randn(tuple(shape), generator=self.generator, dtype=dtype).to(self.device)
+
+    def rand(self, shape, dtype=torch.float32) -> torch.Tensor:
+        return torch.rand(tuple(shape), generator=self.generator, dtype=dtype).to(self.device)

@@ -1,0 +1,112 @@
+"""Method comparison: rank methods by median architecture score and ask each the paper's question.
+
+For every (dataset, space, op set) the search methods are ranked by the median of their
+retrained-architecture score, with the bootstrap CI of that median, next to the Spearman
+correlation between one-shot and architecture scores (does the supernet's ranking predict
+the retrained one?) and per-method diagnostics: the median dominant Hessian eigenvalue of the
+validation loss w.r.t. alpha at the end of search, the mean number of parameter-free ops
+chosen, and the mean pairwise architecture distance (DARTOpti M46) between the genotypes
+different seeds found (0: every seed found the same architecture).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from harness.spaces.distance import pairwise_distances
+from harness.stats._common import GROUP_COLUMNS, as_list, iter_groups, ok_mask
+from harness.stats.describe import summary_table
+
+RANK_WITHIN = ("dataset", "space", "op_set")
+
+
+def _ops_of(group: pd.DataFrame) -> list[str] | None:
+    for extra in group.get("extra", pd.Series(dtype=object)):
+        if isinstance(extra, dict) and extra.get("op_names"):
+            return list(extra["op_names"])
+    return None
+
+
+def seed_diversity(group: pd.DataFrame) -> float:
+    """Mean pairwise architecture distance between the ok trials' genotypes (NaN below 2)."""
+    ok = group[ok_mask(group)]
+    genotypes = [g for g in ok["genotype"] if isinstance(g, list) and g]
+    ops = _ops_of(group)
+    if len(genotypes) < 2 or not ops:
+        return float("nan")
+    matrix = pairwise_distances(genotypes, ops)
+    upper = matrix[np.triu_indices(len(genotypes), k=1)]
+    return float(upper.mean())
+
+
+def diagnostics(df: pd.DataFrame, by: str | Sequence[str] = GROUP_COLUMNS) -> pd.DataFrame:
+    """Per group: Hessian eigenvalue (median), parameter-free ops (mean), seed diversity, epochs run."""
+    cols = as_list(by)
+    rows = []
+    for labels, group in iter_groups(df, cols):
+        ok = group[ok_mask(group)]
+        row = dict(labels)
+        for column, out, how in (
+            ("hessian_eigenvalue", "hessian_median", "median"),
+            ("n_param_free_ops", "param_free_mean", "mean"),
+            ("epochs_run", "epochs_run_mean", "mean"),
+        ):
+            values = pd.to_numeric(ok[column], errors="coerce").dropna() if column in ok else pd.Series(dtype=float)
+            row[out] = float(getattr(values, how)()) if len(values) else float("nan")
+        row["seed_distance_mean"] = seed_diversity(group)
+        rows.append(row)
+    columns = [*cols, "hessian_median", "param_free_mean", "epochs_run_mean", "seed_distance_mean"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def method_ranking(
+    df: pd.DataFrame,
+    *,
+    summary: pd.DataFrame | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    include_baselines: bool = True,
+    baselines: Sequence[str] = ("lg-only", "nets-only", "random", "random-search"),
+) -> pd.DataFrame:
+    """One row per (dataset, space, op set, method, hp set), ranked within (dataset, space, op set)
+    by the median architecture score (1 = best; failed trials are counted in ``n_failed``)."""
+    if summary is None:
+        summary = summary_table(df, GROUP_COLUMNS, n_boot=n_boot, seed=seed)
+    table = summary.merge(diagnostics(df, GROUP_COLUMNS), on=list(GROUP_COLUMNS), how="left")
+    table["baseline"] = table["method"].isin(list(baselines))
+    if not include_baselines:
+        table = table[~table["baseline"]]
+    table = table.copy()
+    table["rank"] = (
+        table.groupby(list(RANK_WITHIN), dropna=False)["median"].rank(ascending=False, method="min").astype("Int64")
+    )
+    keep = [
+        *RANK_WITHIN,
+        "rank",
+        "method",
+        "hp_set",
+        "baseline",
+        "n",
+        "n_failed",
+        "median",
+        "median_ci_low",
+        "median_ci_high",
+        "mean",
+        "max",
+        "std",
+        "oneshot_median",
+        "spearman_rho",
+        "spearman_p",
+        "spearman_ci_low",
+        "spearman_ci_high",
+        "hessian_median",
+        "param_free_mean",
+        "seed_distance_mean",
+        "epochs_run_mean",
+        "runtime_mean_s",
+    ]
+    keep = [c for c in keep if c in table.columns]
+    return table.sort_values([*RANK_WITHIN, "rank", "method"], na_position="last")[keep].reset_index(drop=True)
