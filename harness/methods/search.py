@@ -494,7 +494,7 @@ class ComposedSearch:
         try:
             return float(
                 dominant_eigenvalue(
-                    probe.val_loss, alpha.detach(), method="power", iterations=self.hessian_iterations, generator=gen
+                    probe.val_loss, alpha.detach(), method="auto", iterations=self.hessian_iterations, generator=gen
                 )
             )
         except (RuntimeError, ValueError):

@@ -6,6 +6,7 @@ as it arrives, so a killed study loses at most the trials that were still runnin
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -20,31 +21,82 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_chunk(specs: list[TrialSpec], threads: int) -> list[TrialResult]:
+def _run_chunk(specs: list[TrialSpec], threads: int, engine: str = "loop") -> list[TrialResult]:
     _worker_init(threads)
     from harness.runner.trial import run_batch
 
-    return run_batch(specs)
+    return run_batch(specs, engine=engine)
 
 
 def _chunks(specs: list[TrialSpec], size: int) -> list[list[TrialSpec]]:
     return [specs[i : i + size] for i in range(0, len(specs), size)]
 
 
+# Seeds per batch on a CPU: the fused kernel's sweet spot measured for the 1D problems (K = 32);
+# on a GPU a batch can hold far more trials.
+CPU_MAX_BATCH = 32
+GPU_MAX_BATCH = 256
+BYTES_PER_TRIAL = 64 * 2**20  # generous per-trial working set of a batched DAS step (reference backend)
+
+
+def auto_batch_size(workers: int) -> int:
+    """Largest K that fits the machine: capped by the per-device default and by half of the free
+    memory shared among the workers."""
+    import torch
+
+    if torch.cuda.is_available():
+        free, _ = torch.cuda.mem_get_info()
+        return max(1, min(GPU_MAX_BATCH, int(0.5 * free / BYTES_PER_TRIAL)))
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return CPU_MAX_BATCH
+    return max(1, min(CPU_MAX_BATCH, int(0.5 * free / max(workers, 1) / BYTES_PER_TRIAL)))
+
+
+def plan_batches(specs: list[TrialSpec], workers: int, max_batch: int) -> list[list[TrialSpec]]:
+    """Group specs that differ only in seed and cut each group into batches of at most
+    ``max_batch``, as many as a multiple of ``workers`` when the group is big enough, so every
+    worker gets an equal share of a large row."""
+    from harness.runner.trial import batch_key
+
+    groups: dict[tuple, list[TrialSpec]] = {}
+    for spec in specs:
+        groups.setdefault(batch_key(spec), []).append(spec)
+    batches = []
+    for group in groups.values():
+        n = len(group)
+        count = math.ceil(n / max(max_batch, 1))
+        if workers > 1 and n >= 2 * workers:
+            count = workers * math.ceil(count / workers)
+        sizes = [n // count + (1 if i < n % count else 0) for i in range(count)]
+        starts = [sum(sizes[:i]) for i in range(count)]
+        batches.extend(group[a : a + size] for a, size in zip(starts, sizes) if size)
+    return batches
+
+
 def iter_results(
-    specs: list[TrialSpec], workers: int = 1, threads_per_worker: int = 1, batch_size: int = 1
+    specs: list[TrialSpec],
+    workers: int = 1,
+    threads_per_worker: int = 1,
+    batch_size: int | None = None,
+    engine: str = "loop",
 ) -> Iterator[TrialResult]:
-    """Yield results as they finish. ``workers`` <= 1 runs in this process."""
-    chunks = _chunks(specs, max(1, batch_size))
+    """Yield results as they finish. ``workers`` <= 1 runs in this process. With the batched
+    engine specs are planned into batches (``batch_size`` seeds at most; None: automatic)."""
+    if engine == "loop":
+        chunks = _chunks(specs, 1)
+    else:
+        chunks = plan_batches(specs, max(workers, 1), batch_size or auto_batch_size(workers))
     if workers <= 1:
         for chunk in chunks:
-            yield from _run_chunk(chunk, threads_per_worker)
+            yield from _run_chunk(chunk, threads_per_worker, engine)
         return
     from joblib import Parallel, delayed
 
     # return_as="generator_unordered" hands back each batch as soon as a worker finishes it.
     parallel = Parallel(n_jobs=workers, return_as="generator_unordered", backend="loky")
-    for chunk_results in parallel(delayed(_run_chunk)(chunk, threads_per_worker) for chunk in chunks):
+    for chunk_results in parallel(delayed(_run_chunk)(chunk, threads_per_worker, engine) for chunk in chunks):
         yield from chunk_results
 
 
@@ -55,13 +107,15 @@ def run_specs(
     progress: bool = True,
     threads_per_worker: int = 1,
     on_result: Callable[[TrialResult], None] | None = None,
+    engine: str = "loop",
+    batch_size: int | None = None,
 ) -> list[TrialResult]:
     """Run ``specs``; append every result to ``store`` the moment it arrives."""
     specs = list(specs)
     results = []
     bar = progress_bar(len(specs), progress, desc="trials", unit="trial")
     try:
-        for result in iter_results(specs, workers, threads_per_worker):
+        for result in iter_results(specs, workers, threads_per_worker, batch_size, engine):
             if store is not None:
                 store.append(result)
             results.append(result)

@@ -69,14 +69,10 @@ def run_trial(spec: TrialSpec, device: torch.device | str | None = None) -> Tria
         method, ctx = build_context(spec, device)
         result.extra["op_names"] = list(ctx.ops)
         result.extra["positions"] = ctx.space.positions()
+        result.extra["engine"] = "loop"
         outcome = method.search(ctx)
         result.search_runtime_s = time.perf_counter() - start
-        result.genotype = outcome.genotype
-        result.oneshot_score = outcome.oneshot_score
-        result.final_alphas = outcome.final_alphas
-        result.alpha_history = outcome.alpha_history
-        result.extra.update(outcome.extra)
-        result.n_param_free_ops = sum(op in PARAMETER_FREE_OPS for op in ctx.space.flatten(outcome.genotype))
+        _take_outcome(result, outcome, ctx)
         if outcome.arch_score is None:
             retrain_start = time.perf_counter()
             result.arch_score = train_and_evaluate(outcome.genotype, ctx)
@@ -84,20 +80,178 @@ def run_trial(spec: TrialSpec, device: torch.device | str | None = None) -> Tria
         else:
             result.arch_score = outcome.arch_score
             result.retrain_runtime_s = 0.0
-        if not math.isfinite(result.arch_score):
-            raise TrialDiverged(f"diverged: non-finite architecture score ({result.arch_score})")
-        result.status = STATUS_OK
+        _finish(result)
     except TrialDiverged as exc:
         result.failure_reason = str(exc)
     except Exception as exc:  # recorded, counted and reported; never silently dropped
-        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        result.failure_reason = f"exception: {last}"
-        result.extra["traceback"] = traceback.format_exc(limit=8)
+        _record_exception(result, exc)
     result.runtime_s = time.perf_counter() - start
     return result
 
 
-def run_batch(specs: list[TrialSpec], device: torch.device | str | None = None) -> list[TrialResult]:
-    """The runner's batch interface: trials run one after another here; a vectorized engine
-    can execute a batch of same-config, different-seed specs as one computation instead."""
-    return [run_trial(s, device) for s in specs]
+def _take_outcome(result: TrialResult, outcome, ctx: MethodContext) -> None:
+    result.genotype = outcome.genotype
+    result.oneshot_score = outcome.oneshot_score
+    result.final_alphas = outcome.final_alphas
+    result.alpha_history = outcome.alpha_history
+    result.extra.update(outcome.extra)
+    result.n_param_free_ops = sum(op in PARAMETER_FREE_OPS for op in ctx.space.flatten(outcome.genotype))
+
+
+def _finish(result: TrialResult) -> None:
+    if not math.isfinite(result.arch_score):
+        raise TrialDiverged(f"diverged: non-finite architecture score ({result.arch_score})")
+    result.status = STATUS_OK
+
+
+def _record_exception(result: TrialResult, exc: Exception) -> None:
+    last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    result.failure_reason = f"exception: {last}"
+    result.extra["traceback"] = traceback.format_exc(limit=8)
+
+
+ENGINES = ("auto", "batched", "loop")
+
+
+def batch_key(spec: TrialSpec) -> tuple:
+    """Trials with equal keys differ only in seed: one batched computation can run them."""
+    d = spec.to_dict()
+    d.pop("seed")
+    return tuple(sorted((k, repr(v)) for k, v in d.items()))
+
+
+def engine_for(spec: TrialSpec, engine: str = "auto") -> tuple[str, str]:
+    """('batched' | 'loop', why it is the loop) for a spec under the requested engine."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "loop":
+        return "loop", "the loop engine was requested"
+    from harness.batched.engine import unsupported_reason
+
+    try:
+        method, ctx = build_context(spec, "cpu")
+    except Exception as exc:  # the trial itself will record this failure
+        return "loop", f"the trial cannot be built ({exc})"
+    reason = unsupported_reason(method, ctx)
+    return ("loop", reason) if reason else ("batched", "")
+
+
+def run_batch(
+    specs: list[TrialSpec], device: torch.device | str | None = None, engine: str = "loop"
+) -> list[TrialResult]:
+    """The runner's batch interface. ``engine="loop"``: trials one after another. ``"batched"`` or
+    ``"auto"``: specs that differ only in seed run as one computation where the method supports it
+    (``harness.batched``), the rest in the loop."""
+    if engine == "loop" or len(specs) <= 1 and engine == "auto":
+        return [run_trial(s, device) for s in specs]
+    groups: dict[tuple, list[TrialSpec]] = {}
+    for spec in specs:
+        groups.setdefault(batch_key(spec), []).append(spec)
+    done: dict[str, TrialResult] = {}
+    for group in groups.values():
+        kind, _ = engine_for(group[0], engine)
+        results = _run_batched(group, device) if kind == "batched" else [run_trial(s, device) for s in group]
+        done.update((r.spec.trial_id, r) for r in results)
+    return [done[s.trial_id] for s in specs]
+
+
+def _run_batched(specs: list[TrialSpec], device) -> list[TrialResult]:
+    from harness.batched.engine import FixedJob, search_das, train_fixed
+    from harness.methods import ComposedSearch, SearchOutcome
+    from harness.methods.baselines import RandomArchitecture, RandomSearch, SingleOp
+
+    start = time.perf_counter()
+    results = [TrialResult(spec=s, status=STATUS_FAILED) for s in specs]
+    live, ctxs = [], []
+    for result in results:
+        try:
+            method, ctx = build_context(result.spec, device)
+        except Exception as exc:
+            _record_exception(result, exc)
+            continue
+        result.extra.update(op_names=list(ctx.ops), positions=ctx.space.positions(), engine="batched")
+        live.append(result)
+        ctxs.append(ctx)
+    k = len(live)
+    if not k:
+        return results
+    for result in live:
+        result.extra["batch_size"] = k
+    search_s = retrain_s = 0.0
+    try:
+        if isinstance(method, ComposedSearch):
+            searched = search_das(ctxs)
+            search_s = time.perf_counter() - start
+            jobs, owners = [], []
+            for result, ctx, found in zip(live, ctxs, searched):
+                if found.failure:
+                    result.failure_reason = found.failure
+                    continue
+                _take_outcome(result, found.outcome, ctx)
+                jobs.append(FixedJob(ctx, found.outcome.genotype, ctx.streams))
+                owners.append(result)
+            t = time.perf_counter()
+            for result, fixed in zip(owners, train_fixed(jobs) if jobs else []):
+                result.arch_score, result.failure_reason = fixed.score, fixed.failure
+            retrain_s = time.perf_counter() - t
+        elif isinstance(method, RandomSearch):
+            _random_search_batched(method, live, ctxs)
+            retrain_s = time.perf_counter() - start
+        else:
+            if isinstance(method, SingleOp):
+                genotypes = [ctx.space.uniform_genotype(method.op) for ctx in ctxs]
+            elif isinstance(method, RandomArchitecture):
+                genotypes = [ctx.space.random_genotype(ctx.ops, ctx.streams.generator("arch")) for ctx in ctxs]
+            else:  # engine_for() only sends supported methods here
+                raise TypeError(f"no batched implementation for {type(method).__name__}")
+            for result, ctx, genotype in zip(live, ctxs, genotypes):
+                _take_outcome(result, SearchOutcome(genotype=genotype), ctx)
+            jobs = [FixedJob(c, g, c.streams) for c, g in zip(ctxs, genotypes)]
+            for result, fixed in zip(live, train_fixed(jobs)):
+                result.arch_score, result.failure_reason = fixed.score, fixed.failure
+            retrain_s = time.perf_counter() - start
+        for result in live:
+            if result.failure_reason:
+                continue
+            try:
+                _finish(result)
+            except TrialDiverged as exc:
+                result.failure_reason = str(exc)
+    except Exception as exc:  # a bug in the batch fails its trials with the reason, never the study
+        for result in live:
+            if result.status != STATUS_OK:
+                _record_exception(result, exc)
+    wall = time.perf_counter() - start
+    for result in live:
+        # Runtimes per trial are the batch's wall time shared equally; batch_wall_s keeps the total.
+        result.runtime_s, result.search_runtime_s, result.retrain_runtime_s = wall / k, search_s / k, retrain_s / k
+        result.extra["batch_wall_s"] = wall
+    return results
+
+
+def _random_search_batched(method, live: list[TrialResult], ctxs: list[MethodContext]) -> None:
+    """Random search's k candidates of every trial, trained as one batch (same streams as the loop)."""
+    from harness.batched.engine import FixedJob, train_fixed
+
+    jobs = []
+    for ctx in ctxs:
+        for i in range(method.k):
+            child = ctx.streams.child(i)
+            jobs.append(FixedJob(ctx, ctx.space.random_genotype(ctx.ops, child.generator("arch")), child))
+    outcomes = train_fixed(jobs)
+    for t, (result, ctx) in enumerate(zip(live, ctxs)):
+        candidates = []
+        for i in range(method.k):
+            job, fixed = jobs[t * method.k + i], outcomes[t * method.k + i]
+            score = fixed.score if not fixed.failure else math.nan
+            candidates.append({"genotype": job.genotype, "score": score, "failure_reason": fixed.failure})
+        finite = [c for c in candidates if math.isfinite(c["score"])]
+        if not finite:
+            result.failure_reason = (
+                f"all {method.k} random-search candidates failed: {candidates[0]['failure_reason']}"
+            )
+            continue
+        best = max(finite, key=lambda c: c["score"])
+        result.genotype, result.arch_score = best["genotype"], best["score"]
+        result.n_param_free_ops = sum(op in PARAMETER_FREE_OPS for op in ctx.space.flatten(best["genotype"]))
+        result.extra.update(candidates=candidates, n_failed_candidates=method.k - len(finite))

@@ -1,4 +1,4 @@
-"""``python -m harness.study studies/blur.yaml [--trials N] [--epochs E] [--out DIR] [--workers W]``
+"""``python -m harness.study studies/blur.yaml [--trials N] [--epochs E] [--out DIR] [--workers W] [--engine E]``
 
 Runs every trial of the study that is not in its trial store yet (so a killed study resumes
 where it stopped), appending each result as it arrives, then writes trials.csv, the summary
@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 from harness.runner.executor import run_specs
-from harness.runner.spec import STATUS_FAILED
+from harness.runner.spec import STATUS_FAILED, TrialSpec
 from harness.runner.store import TrialStore
+from harness.runner.trial import ENGINES, engine_for
 from harness.study.config import StudyConfigError, load_study
 
 
@@ -31,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true", help="validate and list what would run, run nothing")
     parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--engine", choices=ENGINES, default="auto",
+        help="auto (default): batched where the method supports it, else the loop; batched; loop",
+    )
+    parser.add_argument("--batch-size", type=int, help="seeds per batched computation (default: automatic)")
     return parser
 
 
@@ -42,8 +48,8 @@ def _positive(value: int | None, flag: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        for flag in ("trials", "epochs", "workers"):
-            _positive(getattr(args, flag), f"--{flag}")
+        for flag in ("trials", "epochs", "workers", "batch_size"):
+            _positive(getattr(args, flag), f"--{flag.replace('_', '-')}")
         study = load_study(args.study)
         overrides = {k: getattr(args, k) for k in ("trials", "epochs", "workers") if getattr(args, k) is not None}
         if "trials" in overrides:
@@ -62,15 +68,26 @@ def main(argv: list[str] | None = None) -> int:
         f"  {len(specs) - len(todo)} already stored, {len(todo)} to run on {study.workers} worker(s)",
         file=sys.stderr,
     )
+    engines = _engine_plan(study, args.engine)
     if args.dry_run:
-        for row in study.rows:
-            print(f"  {row.dataset:13s} {row.space:14s} {row.op_set:5s} {row.method:14s} {row.hp_set}  x{row.trials}")
+        for row, (engine, _) in zip(study.rows, engines):
+            print(f"  {row.dataset:13s} {row.space:14s} {row.op_set:5s} {row.method:14s} {row.hp_set}  "
+                  f"x{row.trials}  [{engine}]")
         return 0
+    if any(kind == "batched" for kind, _ in engines):
+        from harness.batched.fused_cnn import available, unavailable_reason
+
+        # Build (or load) the fused kernel once here, before the workers start and each try to.
+        if not available():
+            print(f"  batched engine without the compiled kernel: {unavailable_reason()}", file=sys.stderr)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "study.json").write_text(json.dumps(_study_record(study), indent=2, default=str))
     start = time.perf_counter()
     try:
-        results = run_specs(todo, workers=study.workers, store=store, progress=not args.quiet)
+        results = run_specs(
+            todo, workers=study.workers, store=store, progress=not args.quiet, engine=args.engine,
+            batch_size=args.batch_size,
+        )
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished trials are stored in {store.path}; run the same command to resume",
               file=sys.stderr)
@@ -89,6 +106,21 @@ def main(argv: list[str] | None = None) -> int:
         paths = write_report(folder)
         print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
     return 0
+
+
+def _engine_plan(study, engine: str) -> list[tuple[str, str]]:
+    """Which engine runs each row; rows that fall back to the loop say why (printed once per row)."""
+    plan = []
+    for row in study.rows:
+        spec = TrialSpec.make(
+            dataset=row.dataset, space=row.space, op_set=row.op_set, method=row.method, hp_set=row.hp_set,
+            seed=study.seed_offset, epochs=study.epochs, hp_overrides=row.hp_overrides, options=row.options,
+        )
+        kind, reason = engine_for(spec, engine)
+        if engine != "loop" and kind == "loop":
+            print(f"  loop engine for {row.method}/{row.op_set}/{row.hp_set}: {reason}", file=sys.stderr)
+        plan.append((kind, reason))
+    return plan
 
 
 def _study_record(study) -> dict:
