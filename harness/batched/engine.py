@@ -26,7 +26,7 @@ from harness.batched.networks import BatchedSequential
 from harness.methods.base import SearchOutcome
 from harness.methods.context import MethodContext, Streams
 from harness.methods.schedules import alpha_lr_factor, param_lr_factor
-from harness.methods.search import ALPHA_INIT_SCALE, ComposedSearch
+from harness.methods.search import ALPHA_INIT_SCALE, ComposedSearch, alpha_optimizer
 from harness.problems.metrics import _EPS
 
 
@@ -206,10 +206,7 @@ def search_das(ctxs: list[MethodContext], backend: str = "auto") -> list[SearchR
     net = BatchedSequential(supernets, ctx.op_config, ctx.device)
     alpha = torch.stack(alphas).to(ctx.device).requires_grad_(True)
     w_opt = torch.optim.Adam(net.parameters(), lr=hp.param_lr, weight_decay=hp.param_weight_decay, foreach=True)
-    if hp.alpha_optimizer == "adam":
-        a_opt = torch.optim.Adam([alpha], lr=hp.alpha_lr, betas=(0.5, 0.999), weight_decay=hp.alpha_weight_decay)
-    else:
-        a_opt = torch.optim.SGD([alpha], lr=hp.alpha_lr, weight_decay=hp.alpha_weight_decay)
+    a_opt = alpha_optimizer(alpha, hp)
     data = [c.streams.generator("data") for c in ctxs]
     noise = [c.streams.generator("noise_op") for c in ctxs]
     history = [[alpha[s].detach().cpu().tolist()] for s in range(len(ctxs))] if ctx.record_alpha_history else None

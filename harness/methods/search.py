@@ -42,6 +42,14 @@ HESSIAN_MODES = ("none", "end", "epochs")
 PROBE_BATCHES = 4
 
 
+def alpha_optimizer(alpha: torch.Tensor, hp) -> torch.optim.Optimizer:
+    """The hyperparameter set's alpha optimizer: Adam with DARTS's betas (0.5, 0.999), or plain SGD.
+    Both act elementwise, so one optimizer over K stacked trials' alphas is K independent ones."""
+    if hp.alpha_optimizer == "adam":
+        return torch.optim.Adam([alpha], lr=hp.alpha_lr, betas=(0.5, 0.999), weight_decay=hp.alpha_weight_decay)
+    return torch.optim.SGD([alpha], lr=hp.alpha_lr, weight_decay=hp.alpha_weight_decay)
+
+
 def mixed_ops(model: torch.nn.Module) -> list[MixedOp]:
     """The network's mixed ops in position order."""
     found = [m for m in model.modules() if isinstance(m, MixedOp)]
@@ -296,12 +304,6 @@ class ComposedSearch:
             history=[alpha.detach().cpu().tolist()] if ctx.record_alpha_history else None,
         )
 
-    def _alpha_optimizer(self, alpha: torch.Tensor, ctx: MethodContext) -> torch.optim.Optimizer:
-        hp = ctx.hp
-        if hp.alpha_optimizer == "adam":
-            return torch.optim.Adam([alpha], lr=hp.alpha_lr, betas=(0.5, 0.999), weight_decay=hp.alpha_weight_decay)
-        return torch.optim.SGD([alpha], lr=hp.alpha_lr, weight_decay=hp.alpha_weight_decay)
-
     def _param_lr(self, epoch: int, epochs: int, ctx: MethodContext) -> float:
         hp = ctx.hp
         lr = hp.param_lr * param_lr_factor(epoch, hp.param_warmup, hp.warmup_epochs)
@@ -315,7 +317,7 @@ class ComposedSearch:
     def optimize(self, run: _Run, epochs: int) -> None:
         ctx, state, model, alpha = run.ctx, run.state, run.model, run.alpha
         problem, hp = ctx.problem, ctx.hp
-        a_opt = self._alpha_optimizer(alpha, ctx)
+        a_opt = alpha_optimizer(alpha, ctx.hp)
         weights = [p for p in model.parameters() if p.requires_grad]
         probe = SupernetProbe(self, run)
         if self.early_stopping is not None:
