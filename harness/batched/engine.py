@@ -27,6 +27,7 @@ from harness.methods.base import SearchOutcome
 from harness.methods.context import MethodContext, Streams
 from harness.methods.schedules import alpha_lr_factor, param_lr_factor
 from harness.methods.search import ALPHA_INIT_SCALE, ComposedSearch, alpha_optimizer
+from harness.methods.training import set_lr
 from harness.problems.metrics import _EPS
 
 
@@ -110,11 +111,6 @@ def batched_psnr(estimate: torch.Tensor, truth: torch.Tensor, peak: str) -> torc
     return (10 * torch.log10(peak_value**2 / (mse + _EPS) + _EPS)).mean(dim=1)
 
 
-def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-
-
 class _Failures:
     """Per-trial divergence bookkeeping: the first non-finite loss fails a trial, with its reason."""
 
@@ -177,7 +173,7 @@ def train_fixed(jobs: list[FixedJob], backend: str = "auto") -> list[FixedOutcom
     noise = [j.streams.generator("noise_op") for j in jobs]
     failures = _Failures(len(jobs), ctx.device)
     for epoch in range(ctx.epochs):
-        _set_lr(optimizer, hp.param_lr * param_lr_factor(epoch, hp.param_warmup, hp.warmup_epochs))
+        set_lr(optimizer, hp.param_lr * param_lr_factor(epoch, hp.param_warmup, hp.warmup_epochs))
         for step in range(problem.config.batches_per_epoch):
             x, y = _sample(ctx, data)
             out = net.forward(_network_input(ctx, y), y, problem.operator, noise, None, True, backend)
@@ -213,11 +209,11 @@ def search_das(ctxs: list[MethodContext], backend: str = "auto") -> list[SearchR
     failures = _Failures(len(ctxs), ctx.device)
     operator = problem.operator
     for epoch in range(ctx.epochs):
-        _set_lr(w_opt, hp.param_lr * param_lr_factor(epoch, hp.param_warmup, hp.warmup_epochs))
+        set_lr(w_opt, hp.param_lr * param_lr_factor(epoch, hp.param_warmup, hp.warmup_epochs))
         a_factor = alpha_lr_factor(
             epoch, ctx.epochs, hp.alpha_warmup, hp.warmup_epochs, hp.alpha_scheduler, hp.linear_end_factor
         )
-        _set_lr(a_opt, hp.alpha_lr * a_factor)
+        set_lr(a_opt, hp.alpha_lr * a_factor)
         for step in range(problem.config.batches_per_epoch):
             x, y = _sample(ctx, data)
             mix = torch.softmax(alpha.detach(), dim=-1)
