@@ -28,7 +28,7 @@ from harness.methods.context import MethodContext, Streams
 from harness.methods.schedules import alpha_lr_factor, param_lr_factor
 from harness.methods.search import ALPHA_INIT_SCALE, ComposedSearch, alpha_optimizer
 from harness.methods.training import set_lr
-from harness.problems.metrics import _EPS
+from harness.problems.metrics import sample_psnr
 
 
 @dataclass
@@ -61,9 +61,22 @@ def unsupported_reason(method, ctx: MethodContext) -> str:
         plain = ComposedSearch(name=method.name, entry=method.entry, description=method.description)
         differs = [
             f
-            for f in ("regularizers", "weight_perturbation", "mix_hooks", "early_stopping", "combiner",
-                      "objective_penalties", "adversarial_epsilon", "ablation_weight", "param_lr_schedule",
-                      "weight_decay_factor", "weight_steps_per_alpha_step", "pretrained_ops", "init_op", "needs")
+            for f in (
+                "regularizers",
+                "weight_perturbation",
+                "mix_hooks",
+                "early_stopping",
+                "combiner",
+                "objective_penalties",
+                "adversarial_epsilon",
+                "ablation_weight",
+                "param_lr_schedule",
+                "weight_decay_factor",
+                "weight_steps_per_alpha_step",
+                "pretrained_ops",
+                "init_op",
+                "needs",
+            )
             if getattr(method, f) != getattr(plain, f)
         ]
         kinds = {
@@ -101,14 +114,7 @@ def _network_input(ctx: MethodContext, y: torch.Tensor) -> torch.Tensor:
 
 def batched_psnr(estimate: torch.Tensor, truth: torch.Tensor, peak: str) -> torch.Tensor:
     """Per seed, ``harness.problems.metrics.psnr`` of (B, N) slices: (K,)."""
-    mse = ((estimate - truth) ** 2).mean(dim=2)
-    if peak == "range":
-        peak_value = truth.amax(dim=2) - truth.amin(dim=2)
-    elif peak == "max":
-        peak_value = truth.abs().amax(dim=2)
-    else:
-        peak_value = torch.ones_like(mse)
-    return (10 * torch.log10(peak_value**2 / (mse + _EPS) + _EPS)).mean(dim=1)
+    return sample_psnr(estimate, truth, peak).mean(dim=1)
 
 
 class _Failures:
@@ -183,9 +189,7 @@ def train_fixed(jobs: list[FixedJob], backend: str = "auto") -> list[FixedOutcom
             failures.masked_sum(losses).backward()
             optimizer.step()
     scores = evaluate(net, [j.ctx for j in jobs], None, backend)
-    return [
-        FixedOutcome(score=s if not r else math.nan, failure=r) for s, r in zip(scores, failures.reasons)
-    ]
+    return [FixedOutcome(score=s if not r else math.nan, failure=r) for s, r in zip(scores, failures.reasons)]
 
 
 # ------------------------------------------------------------------------------- DAS search

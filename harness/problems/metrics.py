@@ -13,17 +13,22 @@ import torch
 _EPS = 1e-12
 
 
-def psnr(estimate: torch.Tensor, truth: torch.Tensor, peak: str = "unit") -> torch.Tensor:
-    """Mean over samples of per-sample PSNR; inputs (B, N) or (B, 1, N)."""
-    estimate = estimate.reshape(truth.shape[0], -1)
-    truth = truth.reshape(truth.shape[0], -1)
-    mse = ((estimate - truth) ** 2).mean(dim=1)
+def sample_psnr(estimate: torch.Tensor, truth: torch.Tensor, peak: str = "unit") -> torch.Tensor:
+    """PSNR of every sample: signals on the last axis, any leading axes (e.g. seed, batch) kept."""
+    mse = ((estimate - truth) ** 2).mean(dim=-1)
     if peak == "range":
-        peak_value = truth.amax(dim=1) - truth.amin(dim=1)
+        peak_value = truth.amax(dim=-1) - truth.amin(dim=-1)
     elif peak == "max":
-        peak_value = truth.abs().amax(dim=1)
+        peak_value = truth.abs().amax(dim=-1)
     elif peak == "unit":
         peak_value = torch.ones_like(mse)
     else:
         raise ValueError(f"unknown PSNR peak convention {peak!r}; use 'range', 'max' or 'unit'")
-    return (10 * torch.log10(peak_value**2 / (mse + _EPS) + _EPS)).mean()
+    return 10 * torch.log10(peak_value**2 / (mse + _EPS) + _EPS)
+
+
+def psnr(estimate: torch.Tensor, truth: torch.Tensor, peak: str = "unit") -> torch.Tensor:
+    """Mean over samples of per-sample PSNR; inputs (B, N) or (B, 1, N)."""
+    estimate = estimate.reshape(truth.shape[0], -1)
+    truth = truth.reshape(truth.shape[0], -1)
+    return sample_psnr(estimate, truth, peak).mean()
