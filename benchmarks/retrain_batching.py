@@ -30,10 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from harness.batched.engine import FixedJob, _Failures, _network_input, _per_seed_loss, _sample, train_fixed  # noqa: E402
+from harness.batched.engine import FixedJob, evaluate, fit, train_fixed  # noqa: E402
 from harness.batched.networks import BatchedSequential  # noqa: E402
-from harness.methods.schedules import param_lr_factor  # noqa: E402
-from harness.methods.training import set_lr  # noqa: E402
 from harness.runner import TrialSpec  # noqa: E402
 from harness.runner.trial import build_context  # noqa: E402
 
@@ -78,9 +76,9 @@ def by_genotype(jobs: list[FixedJob]) -> None:
 
 
 def masked(jobs: list[FixedJob]) -> None:
-    """``train_fixed``'s loop on supernets with one-hot mixing weights (timing only)."""
+    """``train_fixed`` on supernets with one-hot mixing weights (timing only)."""
     ctx = jobs[0].ctx
-    hp, problem, ops = ctx.hp, ctx.problem, ctx.ops
+    ops = ctx.ops
     supernets = []
     for job in jobs:
         with job.streams.seeded_init("retrain_init"):
@@ -90,20 +88,8 @@ def masked(jobs: list[FixedJob]) -> None:
     for s, job in enumerate(jobs):
         for layer, op in enumerate(job.genotype):
             onehot[s, layer, ops.index(op)] = 1.0
-    optimizer = torch.optim.Adam(net.parameters(), lr=hp.param_lr, weight_decay=hp.param_weight_decay, foreach=True)
-    data = [j.streams.generator("retrain_data") for j in jobs]
-    noise = [j.streams.generator("noise_op") for j in jobs]
-    failures = _Failures(len(jobs), ctx.device)
-    for epoch in range(ctx.epochs):
-        set_lr(optimizer, hp.param_lr * param_lr_factor(epoch, hp.param_warmup, hp.warmup_epochs))
-        for _ in range(problem.config.batches_per_epoch):
-            x, y = _sample(ctx, data)
-            out = net.forward(_network_input(ctx, y), y, problem.operator, noise, onehot, True)
-            losses = _per_seed_loss(out, x)
-            failures.check(losses, "")
-            optimizer.zero_grad(set_to_none=True)
-            failures.masked_sum(losses).backward()
-            optimizer.step()
+    fit(net, jobs, onehot)
+    evaluate(net, [j.ctx for j in jobs], onehot, "auto")
 
 
 STRATEGIES = {"per-layer": train_fixed, "by-genotype": by_genotype, "masked": masked}

@@ -167,14 +167,22 @@ def evaluate(
 def train_fixed(jobs: list[FixedJob], backend: str = "auto") -> list[FixedOutcome]:
     """``train_and_evaluate`` of the loop engine for every job, as one computation."""
     ctx = jobs[0].ctx
-    hp, problem = ctx.hp, ctx.problem
     networks = []
     for job in jobs:
         with job.streams.seeded_init("retrain_init"):
             networks.append(job.ctx.space.network(job.genotype, job.ctx.op_config))
     net = BatchedSequential(networks, ctx.op_config, ctx.device)
-    params = net.parameters()
-    optimizer = torch.optim.Adam(params, lr=hp.param_lr, weight_decay=hp.param_weight_decay, foreach=True)
+    failures = fit(net, jobs, None, backend)
+    scores = evaluate(net, [j.ctx for j in jobs], None, backend)
+    return [FixedOutcome(score=s if not r else math.nan, failure=r) for s, r in zip(scores, failures.reasons)]
+
+
+def fit(net: BatchedSequential, jobs: list[FixedJob], weights: torch.Tensor | None, backend: str = "auto") -> _Failures:
+    """Train ``net``'s weights (mixed by fixed ``weights`` if given) on each job's retraining
+    streams for the epochs of its context; returns who failed, and why."""
+    ctx = jobs[0].ctx
+    hp, problem = ctx.hp, ctx.problem
+    optimizer = torch.optim.Adam(net.parameters(), lr=hp.param_lr, weight_decay=hp.param_weight_decay, foreach=True)
     data = [j.streams.generator("retrain_data") for j in jobs]
     noise = [j.streams.generator("noise_op") for j in jobs]
     failures = _Failures(len(jobs), ctx.device)
@@ -182,14 +190,13 @@ def train_fixed(jobs: list[FixedJob], backend: str = "auto") -> list[FixedOutcom
         set_lr(optimizer, hp.param_lr * param_lr_factor(epoch, hp.param_warmup, hp.warmup_epochs))
         for step in range(problem.config.batches_per_epoch):
             x, y = _sample(ctx, data)
-            out = net.forward(_network_input(ctx, y), y, problem.operator, noise, None, True, backend)
+            out = net.forward(_network_input(ctx, y), y, problem.operator, noise, weights, True, backend)
             losses = _per_seed_loss(out, x)
             failures.check(losses, f"in training, epoch {epoch} step {step}")
             optimizer.zero_grad(set_to_none=True)
             failures.masked_sum(losses).backward()
             optimizer.step()
-    scores = evaluate(net, [j.ctx for j in jobs], None, backend)
-    return [FixedOutcome(score=s if not r else math.nan, failure=r) for s, r in zip(scores, failures.reasons)]
+    return failures
 
 
 # ------------------------------------------------------------------------------- DAS search
