@@ -105,13 +105,6 @@ def _sample(ctx: MethodContext, generators: list[torch.Generator]) -> tuple[torc
     return torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs])
 
 
-def _network_input(ctx: MethodContext, y: torch.Tensor) -> torch.Tensor:
-    """u0 for y (K, B, M): the loop's ``problem.network_input`` without the channel axis."""
-    if ctx.problem.config.network_input == "measurement":
-        return y
-    return ctx.problem.operator.adjoint(y)
-
-
 def batched_psnr(estimate: torch.Tensor, truth: torch.Tensor, peak: str) -> torch.Tensor:
     """Per seed, ``harness.problems.metrics.psnr`` of (B, N) slices: (K,)."""
     return sample_psnr(estimate, truth, peak).mean(dim=1)
@@ -157,7 +150,7 @@ def evaluate(
     totals = [[] for _ in ctxs]
     for _ in range(ctx.problem.config.batches_per_epoch):
         x, y = _sample(ctx, data)
-        out = net.forward(_network_input(ctx, y), y, ctx.problem.operator, noise, weights, False, backend)
+        out = net.forward(ctx.problem.signal_input(y), y, ctx.problem.operator, noise, weights, False, backend)
         for s, value in enumerate(batched_psnr(out, x, ctx.problem.config.psnr_peak).tolist()):
             totals[s].append(value)
     return [sum(v) / len(v) for v in totals]
@@ -190,7 +183,7 @@ def fit(net: BatchedSequential, jobs: list[FixedJob], weights: torch.Tensor | No
         set_lr(optimizer, hp.param_lr * param_lr_factor(epoch, hp.param_warmup, hp.warmup_epochs))
         for step in range(problem.config.batches_per_epoch):
             x, y = _sample(ctx, data)
-            out = net.forward(_network_input(ctx, y), y, problem.operator, noise, weights, True, backend)
+            out = net.forward(problem.signal_input(y), y, problem.operator, noise, weights, True, backend)
             losses = _per_seed_loss(out, x)
             failures.check(losses, f"in training, epoch {epoch} step {step}")
             optimizer.zero_grad(set_to_none=True)
@@ -228,7 +221,7 @@ def search_das(ctxs: list[MethodContext], backend: str = "auto") -> list[SearchR
         for step in range(problem.config.batches_per_epoch):
             x, y = _sample(ctx, data)
             mix = torch.softmax(alpha.detach(), dim=-1)
-            losses = _per_seed_loss(net.forward(_network_input(ctx, y), y, operator, noise, mix, True, backend), x)
+            losses = _per_seed_loss(net.forward(problem.signal_input(y), y, operator, noise, mix, True, backend), x)
             failures.check(losses, f"in search (weight step), epoch {epoch} step {step}")
             w_opt.zero_grad(set_to_none=True)
             failures.masked_sum(losses).backward()
@@ -237,7 +230,7 @@ def search_das(ctxs: list[MethodContext], backend: str = "auto") -> list[SearchR
                 continue
             xv, yv = _sample(ctx, data)
             a = alpha.detach().requires_grad_(True)
-            out = net.forward(_network_input(ctx, yv), yv, operator, noise, torch.softmax(a, dim=-1), True, backend)
+            out = net.forward(problem.signal_input(yv), yv, operator, noise, torch.softmax(a, dim=-1), True, backend)
             val = _per_seed_loss(out, xv)
             (grad,) = torch.autograd.grad(failures.masked_sum(val), [a])
             bad = ~torch.isfinite(grad).flatten(1).all(dim=1) & failures.active
@@ -292,7 +285,7 @@ def _hessian_eigenvalues(net: BatchedSequential, ctxs, alpha: torch.Tensor, back
         gen = torch.Generator().manual_seed(c.streams.seed("eval") + 2)
         pairs.append(c.problem.sample(c.problem.config.batch_size, gen))  # the loop's first probe batch
     x, y = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
-    u0 = _network_input(ctx, y)
+    u0 = ctx.problem.signal_input(y)
     noise_seeds = [c.streams.seed("eval") + 3 for c in ctxs]
 
     def gradient(a: torch.Tensor) -> torch.Tensor:

@@ -109,10 +109,13 @@ class InverseProblem:
         x = self.sample_signals(n, generator)
         return x, self.measure(x, generator)
 
+    def signal_input(self, y: torch.Tensor) -> torch.Tensor:
+        """u0 for measurements y (..., M): y itself or A^T y, in signal space (..., N)."""
+        return y if self.config.network_input == "measurement" else self.operator.adjoint(y)
+
     def network_input(self, y: torch.Tensor) -> torch.Tensor:
         """u0, the network's input in signal space, shape (n, 1, N)."""
-        u0 = y if self.config.network_input == "measurement" else self.operator.adjoint(y)
-        return u0.unsqueeze(1)
+        return self.signal_input(y).unsqueeze(1)
 
     def psnr(self, estimate: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
         from harness.problems.metrics import psnr
