@@ -192,8 +192,8 @@ def test_progressive_stages_carry_the_best_ops():
 
 def test_methods_study_lists_every_1d_preset_with_own_defaults():
     study = load_study(REPO / "studies" / "methods_blur.yaml")
-    rows = {(r.method, r.hp_set) for r in study.rows}
+    rows = {(r.spec.method, r.spec.hp_set) for r in study.rows}
     assert {m for m, _ in rows} == set(ONE_D_PRESETS) | set(BASELINES)
     assert ("das-single", "BOHB-DAS-single") in rows and ("das-single", "H1") in rows
     assert len(rows) == len(study.rows)  # [H1, method-default] is not duplicated for H1 presets
-    assert study.trials == 75 and all(r.op_set == "all" and r.space == "sequential" for r in study.rows)
+    assert study.trials == 75 and all(r.spec.op_set == "all" and r.spec.space == "sequential" for r in study.rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 from harness.methods.base import SearchOutcome
 from harness.methods.context import MethodContext, TrialDiverged
@@ -14,6 +15,7 @@ from harness.methods.training import train_and_evaluate
 class SingleOp:
     """Every layer / edge the same benign op ("Learnable Grad. only", "Nets only")."""
 
+    searches_alpha: ClassVar[bool] = False  # a capability: no architecture parameters to learn
     name: str
     op: str
     entry: str = "M07"
@@ -28,6 +30,7 @@ class SingleOp:
 class RandomArchitecture:
     """One architecture drawn uniformly from the op set, trained and evaluated."""
 
+    searches_alpha: ClassVar[bool] = False  # a capability: no architecture parameters to learn
     name: str = "random"
     entry: str = "M05"
     spaces: tuple[str, ...] = ("sequential", "nonsequential")
@@ -42,6 +45,7 @@ class RandomSearch:
     """Best validation PSNR of ``k`` random architectures (k = 5 matches one DAS run's time
     budget in [001] Table 1: 5 x 0:35 = 2:55 vs 2:39-2:53)."""
 
+    searches_alpha: ClassVar[bool] = False  # a capability: no architecture parameters to learn
     name: str = "random-search"
     entry: str = "M06"
     spaces: tuple[str, ...] = ("sequential", "nonsequential")

@@ -22,10 +22,16 @@ def param_lr_factor(epoch: int, warmup: bool, warmup_epochs: int) -> float:
     return 1.0
 
 
+def alpha_frozen_epochs(epochs: int, warmup: bool, warmup_epochs: int) -> int:
+    """Epochs at the start of a search without alpha steps (the alpha warm-up; at least the last
+    epoch always updates alpha). A row with few epochs left after it hardly searches at all."""
+    return min(warmup_epochs, epochs - 1) if warmup else 0
+
+
 def alpha_lr_factor(
     epoch: int, epochs: int, warmup: bool, warmup_epochs: int, scheduler: str, end_factor: float = 0.0
 ) -> float:
-    start = min(warmup_epochs, epochs - 1) if warmup else 0
+    start = alpha_frozen_epochs(epochs, warmup, warmup_epochs)
     if epoch < start:
         return 0.0
     if scheduler == "linear":

@@ -9,20 +9,61 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
-from harness.runner.spec import STATUS_FAILED, TrialResult, TrialSpec
+from harness.runner.spec import STATUS_FAILED, RowSpec, TrialResult, TrialSpec
 from harness.runner.store import TrialStore
 
 
-def _worker_init(threads: int) -> None:
+def _worker_init(threads: int, parent_pid: int | None = None) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    if parent_pid is not None and parent_pid != os.getpid():
+        _watch_parent(parent_pid)
 
 
-def _run_chunk(specs: list[TrialSpec], threads: int, engine: str = "loop") -> list[TrialResult]:
-    _worker_init(threads)
+_WATCHED: set[int] = set()
+PARENT_POLL_S = 1.0
+
+
+def _watch_parent(pid: int) -> None:
+    """A worker whose study process died (e.g. killed -9) exits within a second instead of
+    computing trials nobody will store. One daemon thread per worker process."""
+    if pid in _WATCHED:
+        return
+    _WATCHED.add(pid)
+
+    def watch() -> None:
+        while process_alive(pid):
+            time.sleep(PARENT_POLL_S)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="harness-parent-watch", daemon=True).start()
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a killed process that nobody has reaped yet (a zombie) counts as dead."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): kill(0) is all we can tell
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _run_chunk(
+    specs: list[TrialSpec], threads: int, engine: str = "loop", parent_pid: int | None = None
+) -> list[TrialResult]:
+    _worker_init(threads, parent_pid)
     from harness.runner.trial import run_batch
 
     return run_batch(specs, engine=engine)
@@ -58,11 +99,9 @@ def plan_batches(specs: list[TrialSpec], workers: int, max_batch: int) -> list[l
     """Group specs that differ only in seed and cut each group into batches of at most
     ``max_batch``, as many as a multiple of ``workers`` when the group is big enough, so every
     worker gets an equal share of a large row."""
-    from harness.runner.trial import batch_key
-
-    groups: dict[tuple, list[TrialSpec]] = {}
+    groups: dict[RowSpec, list[TrialSpec]] = {}  # trials of one row differ only in seed
     for spec in specs:
-        groups.setdefault(batch_key(spec), []).append(spec)
+        groups.setdefault(spec.row, []).append(spec)
     batches = []
     for group in groups.values():
         n = len(group)
@@ -96,7 +135,8 @@ def iter_results(
 
     # return_as="generator_unordered" hands back each batch as soon as a worker finishes it.
     parallel = Parallel(n_jobs=workers, return_as="generator_unordered", backend="loky")
-    for chunk_results in parallel(delayed(_run_chunk)(chunk, threads_per_worker, engine) for chunk in chunks):
+    me = os.getpid()
+    for chunk_results in parallel(delayed(_run_chunk)(chunk, threads_per_worker, engine, me) for chunk in chunks):
         yield from chunk_results
 
 

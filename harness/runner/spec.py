@@ -1,7 +1,7 @@
-"""What a trial is (``TrialSpec``) and what it records (``TrialResult``).
+"""What a row and a trial are (``RowSpec``, ``TrialSpec``) and what a trial records (``TrialResult``).
 
-A trial is (problem, space, op set, method, hyperparameter set, seed) plus the number of
-epochs and optional overrides. The spec is hashable and has a stable ``trial_id`` so the
+A row is (problem, space, op set, method, hyperparameter set, epochs, overrides, options); a
+trial is a row plus a seed. Specs are hashable and a trial has a stable ``trial_id`` so the
 store can tell which trials of a study are already done.
 """
 
@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 STATUS_OK = "ok"
@@ -41,6 +42,7 @@ TRIAL_COLUMNS = [
     "n_param_free_ops",
     *DIAGNOSTIC_COLUMNS,
     "overrides",
+    "variant",
     "finished_at",
 ]
 
@@ -60,16 +62,21 @@ def _thaw(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
-class TrialSpec:
-    """Everything that determines a trial's result (on a given machine)."""
+@dataclass(frozen=True, kw_only=True)
+class RowSpec:
+    """A row of a study: everything that determines a trial's result except its seed.
+
+    The one definition of a row's identity: the study parser expands rows into these, the
+    runner batches trials by them, the tuner builds its trials from one, and the statistics
+    group by it (``variant`` is the readable text of the overrides and options). Two rows that
+    differ in any field, including overrides, options or epochs, are never pooled.
+    """
 
     dataset: str
     space: str
     op_set: str
     method: str
     hp_set: str
-    seed: int
     epochs: int = 50
     # Hyperparameter overrides on top of ``hp_set`` (e.g. from BOHB) and options of the
     # problem / space / method; stored frozen so the spec stays hashable.
@@ -77,18 +84,8 @@ class TrialSpec:
     options: tuple = field(default=())
 
     @classmethod
-    def make(
-        cls,
-        *,
-        hp_overrides: dict | None = None,
-        options: dict | None = None,
-        **fields: Any,
-    ) -> TrialSpec:
-        return cls(
-            hp_overrides=_freeze(hp_overrides or {}),
-            options=_freeze(options or {}),
-            **fields,
-        )
+    def make(cls, *, hp_overrides: dict | None = None, options: dict | None = None, **fields: Any):
+        return cls(hp_overrides=_freeze(hp_overrides or {}), options=_freeze(options or {}), **fields)
 
     @property
     def hp_overrides_dict(self) -> dict:
@@ -105,7 +102,57 @@ class TrialSpec:
         return d
 
     @property
+    def row(self) -> RowSpec:
+        return RowSpec(**{f: getattr(self, f) for f in ROW_FIELDS})
+
+    def trial(self, seed: int) -> TrialSpec:
+        return TrialSpec(seed=int(seed), **{f: getattr(self, f) for f in ROW_FIELDS})
+
+    @property
+    def variant(self) -> str:
+        return variant_label(self.hp_overrides_dict, self.options_dict)
+
+    @property
+    def label(self) -> str:
+        """``dataset/space/op_set/method/hp_set``, plus epochs and the variant where set."""
+        text = f"{self.dataset}/{self.space}/{self.op_set}/{self.method}/{self.hp_set}, {self.epochs} epochs"
+        return text if self.variant == NO_VARIANT else f"{text}, {self.variant}"
+
+    @classmethod
+    def from_record(cls, record: dict) -> RowSpec:
+        """The row of a stored trial record (which names the overrides ``overrides``)."""
+        return cls.make(
+            **{f: record.get(f) for f in ROW_FIELDS[:6]},
+            hp_overrides=record.get("overrides") or {},
+            options=record.get("options") or {},
+        )
+
+
+ROW_FIELDS = tuple(f.name for f in fields(RowSpec))
+NO_VARIANT = "-"
+
+
+def variant_label(hp_overrides: dict, options: dict) -> str:
+    """Exact, readable text of a row's overrides and options: ``param_lr=0.1, problem.noise_std=0.2``
+    (``-`` for none). Values print as JSON, so 0.1 and 0.10000001 never share a label."""
+    items = [(k, v) for k, v in sorted(hp_overrides.items())]
+    for group, values in sorted(options.items()):
+        items.extend((f"{group}.{k}", v) for k, v in sorted((values or {}).items()))
+    if not items:
+        return NO_VARIANT
+    return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, sort_keys=True)}" for k, v in items)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialSpec(RowSpec):
+    """A row plus a seed: everything that determines a trial's result (on a given machine)."""
+
+    seed: int
+
+    @property
     def trial_id(self) -> str:
+        """A hash of the typed values (the study parser types every value once, so ``1e-2`` and
+        ``0.01`` in a study file give the same id)."""
         payload = json.dumps(self.to_dict(), sort_keys=True, default=str)
         return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
@@ -148,6 +195,7 @@ class TrialResult:
             final_alphas=self.final_alphas,
             alpha_history=self.alpha_history,
             extra=self.extra,
+            finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
         )
         return _json_safe(record)
 

@@ -1,24 +1,49 @@
 """Append-only, crash-safe trial store: one JSON object per line in ``trials.jsonl``.
 
-Why JSON lines: a record is appended with a single ``write`` followed by ``fsync``, so a
-crash can at worst leave one truncated last line, which readers skip. Readers (notebooks,
-reports) can load the file while a study is still appending to it. Only the study's main
-process writes; worker processes return results to it.
+Why JSON lines: a record is appended with ``write`` + ``fsync``, so a crash can at worst leave
+one torn last line. Readers skip a line that is not a complete record and report it
+(``TrialStore.damaged``); the next append starts on a fresh line, so a torn fragment never
+swallows a good record. A write that fails (disk full, quota) is cut back to the last complete
+record and raises ``StoreWriteError`` with what is safe. Readers (notebooks, reports) can load
+the file while a study appends to it. Only one process writes a study folder at a time
+(``StudyLock``); worker processes return results to it.
 
 If a trial id occurs twice (a failed trial retried on request), the last record wins.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-from harness.runner.spec import DIAGNOSTIC_COLUMNS, STATUS_FAILED, STATUS_OK, TRIAL_COLUMNS, TrialResult
+from harness.atomic import write_text_atomic
+from harness.runner.lock import StudyLock, StudyLocked
+from harness.runner.spec import DIAGNOSTIC_COLUMNS, STATUS_FAILED, STATUS_OK, TRIAL_COLUMNS, RowSpec, TrialResult
 
 TRIALS_FILE = "trials.jsonl"
 TRIALS_CSV = "trials.csv"
+
+__all__ = ["DamagedLine", "StoreWriteError", "StudyLock", "StudyLocked", "TrialStore", "load_trials"]
+
+
+class StoreWriteError(OSError):
+    """A record could not be appended (e.g. the disk is full); earlier records are intact."""
+
+
+@dataclass(frozen=True)
+class DamagedLine:
+    """A line of the store that is not a complete record (a write cut short by a crash)."""
+
+    line: int
+    n_bytes: int
+    reason: str
+
+    def describe(self) -> str:
+        return f"line {self.line} ({self.n_bytes} bytes): {self.reason}"
 
 
 class TrialStore:
@@ -27,36 +52,54 @@ class TrialStore:
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
         self.path = self.folder / TRIALS_FILE
+        self.damaged: list[DamagedLine] = []  # filled by every read
+
+    def lock(self, purpose: str = "") -> StudyLock:
+        """The folder's writer lock (a context manager); see ``harness.runner.lock``."""
+        return StudyLock(self.folder, purpose)
 
     def append(self, result: TrialResult) -> None:
         self.append_record(result.to_record())
 
     def append_record(self, record: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
-        # One O_APPEND write per record: concurrent appenders never interleave a line.
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        data = (json.dumps(record, sort_keys=True, allow_nan=False) + "\n").encode()
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data  # a torn last line: start this record on a fresh line
+            _write_all(fd, data, size, self.path)
         finally:
             os.close(fd)
 
     def records(self) -> list[dict]:
-        """All complete records, last one per trial id, in first-seen order."""
+        """All complete records, last one per trial id, in first-seen order. Lines that are not
+        complete records are skipped and listed in ``self.damaged``."""
+        self.damaged = []
         if not self.path.exists():
             return []
         latest: dict[str, dict] = {}
-        with open(self.path, encoding="utf-8") as f:
-            for line in f:
-                if not line.endswith("\n"):
-                    break  # a write cut short by a crash; everything before it is intact
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
+        with open(self.path, "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                record, reason = _parse_line(raw)
+                if record is None:
+                    if reason:
+                        self.damaged.append(DamagedLine(number, len(raw), reason))
                     continue
                 latest[record["trial_id"]] = record
         return list(latest.values())
+
+    def damage_note(self) -> str:
+        """One sentence about skipped lines for CLIs and reports ('' when the file is clean)."""
+        if not self.damaged:
+            return ""
+        listed = "; ".join(d.describe() for d in self.damaged[:3])
+        more = f" and {len(self.damaged) - 3} more" if len(self.damaged) > 3 else ""
+        return (
+            f"{self.path}: skipped {len(self.damaged)} damaged line(s) ({listed}{more}); "
+            "their trials count as not run and a rerun of the study stores them"
+        )
 
     def finished_ids(self, retry_failed: bool = False) -> set[str]:
         """Trial ids that a resumed study should skip."""
@@ -72,6 +115,8 @@ class TrialStore:
 
         records = self.records()
         df = pd.DataFrame.from_records(records)
+        # The readable half of a row's identity (overrides and options); statistics group by it.
+        df["variant"] = pd.Series([RowSpec.from_record(r).variant for r in records], index=df.index, dtype=object)
         extras = df["extra"] if "extra" in df.columns else pd.Series([None] * len(df), dtype=object)
         for col in DIAGNOSTIC_COLUMNS:
             df[col] = pd.to_numeric(
@@ -92,10 +137,43 @@ class TrialStore:
         flat["genotype"] = [_genotype_text(g) for g in flat["genotype"]]
         flat["overrides"] = [json.dumps(o, sort_keys=True) if o else "" for o in flat["overrides"]]
         target = Path(path) if path else self.folder / TRIALS_CSV
-        tmp = target.with_suffix(".csv.tmp")
-        flat.to_csv(tmp, index=False)
-        os.replace(tmp, target)  # atomic: readers never see a half-written CSV
-        return target
+        return write_text_atomic(target, flat.to_csv(index=False))
+
+
+def _write_all(fd: int, data: bytes, size_before: int, path: Path) -> None:
+    """Write every byte and fsync; on failure cut the file back to ``size_before``, so the store
+    never keeps a partial record of ours, and raise ``StoreWriteError``."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError as exc:
+        try:
+            os.ftruncate(fd, size_before)
+        except OSError:
+            pass  # a torn tail is still skipped by readers and healed by the next append
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        why = "the disk is full (or a quota / file-size limit is reached)" if full else exc.strerror
+        raise StoreWriteError(
+            exc.errno, f"cannot append a trial to {path}: {why}. Every trial stored before is intact; "
+            "free space and run the same command again to resume"
+        ) from exc
+
+
+def _parse_line(raw: bytes) -> tuple[dict | None, str]:
+    """(record, '') for a complete record; (None, reason) for a damaged line; (None, '') for blank."""
+    text = raw.strip()
+    if not text:
+        return None, ""
+    try:
+        record = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        torn = not raw.endswith(b"\n")
+        return None, "torn last line (a write cut short)" if torn else "not a complete JSON record"
+    if not isinstance(record, dict) or "trial_id" not in record:
+        return None, "a JSON value without a trial_id"
+    return record, ""
 
 
 def _genotype_text(genotype) -> str:

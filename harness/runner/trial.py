@@ -16,10 +16,9 @@ from harness.methods import TrialDiverged, make_method, resolve_hp_set
 from harness.methods.context import MethodContext, Streams
 from harness.methods.training import train_and_evaluate
 from harness.problems import make_problem
-from harness.runner.spec import STATUS_FAILED, STATUS_OK, TrialResult, TrialSpec
+from harness.runner.spec import STATUS_FAILED, STATUS_OK, RowSpec, TrialResult, TrialSpec
+from harness.runner.typed import OPTION_GROUPS
 from harness.spaces import PARAMETER_FREE_OPS, SPACES, OpConfig, op_names
-
-OPTION_GROUPS = ("problem", "ops", "space", "method")
 
 
 def split_options(options: dict) -> dict[str, dict]:
@@ -113,11 +112,6 @@ def _record_exception(result: TrialResult, exc: Exception) -> None:
 ENGINES = ("auto", "batched", "loop")
 
 
-def batch_key(spec: TrialSpec) -> tuple:
-    """Trials with equal keys differ only in seed: one batched computation can run them."""
-    d = spec.to_dict()
-    d.pop("seed")
-    return tuple(sorted((k, repr(v)) for k, v in d.items()))
 
 
 def engine_for(spec: TrialSpec, engine: str = "auto") -> tuple[str, str]:
@@ -144,9 +138,9 @@ def run_batch(
     (``harness.batched``), the rest in the loop."""
     if engine == "loop" or len(specs) <= 1 and engine == "auto":
         return [run_trial(s, device) for s in specs]
-    groups: dict[tuple, list[TrialSpec]] = {}
+    groups: dict[RowSpec, list[TrialSpec]] = {}  # trials of one row differ only in seed
     for spec in specs:
-        groups.setdefault(batch_key(spec), []).append(spec)
+        groups.setdefault(spec.row, []).append(spec)
     done: dict[str, TrialResult] = {}
     for group in groups.values():
         kind, _ = engine_for(group[0], engine)

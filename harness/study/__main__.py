@@ -10,23 +10,49 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
+from harness.atomic import write_text_atomic
 from harness.runner.executor import run_specs
-from harness.runner.spec import STATUS_FAILED, TrialSpec
-from harness.runner.store import TrialStore
+from harness.runner.spec import NO_VARIANT, STATUS_FAILED
+from harness.runner.store import StoreWriteError, StudyLocked, TrialStore
 from harness.runner.trial import ENGINES, engine_for
-from harness.study.config import StudyConfigError, load_study
+from harness.study.config import (
+    MAX_EPOCHS,
+    MAX_TRIALS,
+    MAX_WORKERS,
+    StudyConfigError,
+    load_study,
+    row_warnings,
+)
+
+
+def bounded_int(low: int, high: int):
+    """An argparse type: an integer in [low, high] (argparse reports a bad value by its flag, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness.study", description=__doc__.splitlines()[0])
     parser.add_argument("study", help="study YAML file, e.g. studies/blur.yaml")
-    parser.add_argument("--trials", type=int, help="trials (seeds) per row, overrides the file")
-    parser.add_argument("--epochs", type=int, help="search and retraining epochs, overrides the file")
-    parser.add_argument("--workers", type=int, help="worker processes (1 = in this process)")
+    parser.add_argument("--trials", type=bounded_int(1, MAX_TRIALS), help="trials (seeds) per row, overrides the file")
+    parser.add_argument(
+        "--epochs", type=bounded_int(1, MAX_EPOCHS), help="search and retraining epochs, overrides the file"
+    )
+    parser.add_argument("--workers", type=bounded_int(1, MAX_WORKERS), help="worker processes (1 = in this process)")
     parser.add_argument("--out", default="results", help="results root folder (default: results/)")
     parser.add_argument("--retry-failed", action="store_true", help="run failed trials again")
     parser.add_argument("--dry-run", action="store_true", help="validate and list what would run, run nothing")
@@ -36,29 +62,42 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine", choices=ENGINES, default="auto",
         help="auto (default): batched where the method supports it, else the loop; batched; loop",
     )
-    parser.add_argument("--batch-size", type=int, help="seeds per batched computation (default: automatic)")
+    parser.add_argument(
+        "--batch-size", type=bounded_int(1, 4096), help="seeds per batched computation (default: automatic)"
+    )
     return parser
 
 
-def _positive(value: int | None, flag: str) -> None:
-    if value is not None and value < 1:
-        raise StudyConfigError(f"{flag} must be >= 1, got {value}")
+# Exit codes: 2 bad input (study file, arguments), 75 the folder is in use (EX_TEMPFAIL: try again
+# later), 74 the store cannot be written (EX_IOERR, e.g. a full disk), 130 interrupted.
+EXIT_BAD_INPUT, EXIT_IO, EXIT_BUSY, EXIT_INTERRUPTED = 2, 74, 75, 130
+
+
+def _error(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _study_folder(out: str, name: str) -> Path:
+    """``<out>/<name>``; a path that is (or sits under) a file is refused before anything runs."""
+    root = Path(out)
+    for parent in (root, *root.parents):
+        if parent.exists() and not parent.is_dir():
+            raise StudyConfigError(f"--out {out}: {parent} is a file, not a folder")
+    folder = root / name
+    if folder.exists() and not folder.is_dir():
+        raise StudyConfigError(f"--out {out}: {folder} is a file, not a study folder")
+    return folder
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        for flag in ("trials", "epochs", "workers", "batch_size"):
-            _positive(getattr(args, flag), f"--{flag.replace('_', '-')}")
-        study = load_study(args.study)
         overrides = {k: getattr(args, k) for k in ("trials", "epochs", "workers") if getattr(args, k) is not None}
-        if "trials" in overrides:
-            study.rows = [dataclasses.replace(r, trials=overrides["trials"]) for r in study.rows]
-        study = dataclasses.replace(study, **overrides)
+        study = load_study(args.study, overrides)
+        folder = _study_folder(args.out, study.name)
     except StudyConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    folder = Path(args.out) / study.name
+        return _error(str(exc), EXIT_BAD_INPUT)
     store = TrialStore(folder)
     specs = study.specs()
     done = store.finished_ids(retry_failed=args.retry_failed)
@@ -68,20 +107,40 @@ def main(argv: list[str] | None = None) -> int:
         f"  {len(specs) - len(todo)} already stored, {len(todo)} to run on {study.workers} worker(s)",
         file=sys.stderr,
     )
+    if store.damage_note():
+        print(f"note: {store.damage_note()}", file=sys.stderr)
+    for warning in row_warnings(study):
+        print(f"warning: {warning}", file=sys.stderr)
     engines = _engine_plan(study, args.engine)
     if args.dry_run:
         for row, (engine, _) in zip(study.rows, engines):
-            print(f"  {row.dataset:13s} {row.space:14s} {row.op_set:5s} {row.method:14s} {row.hp_set}  "
-                  f"x{row.trials}  [{engine}]")
+            r = row.spec
+            variant = "" if r.variant == NO_VARIANT else f"  [{r.variant}]"
+            print(f"  {r.dataset:13s} {r.space:14s} {r.op_set:5s} {r.method:14s} {r.hp_set}  "
+                  f"x{row.trials}  [{engine}]{variant}")
         return 0
-    if any(kind == "batched" for kind, _ in engines):
+    try:
+        with store.lock():
+            return _run(study, store, folder, specs, args, engines)
+    except StudyLocked as exc:
+        return _error(str(exc), EXIT_BUSY)
+    except StoreWriteError as exc:
+        return _error(str(exc), EXIT_IO)
+    except OSError as exc:  # e.g. the folder cannot be created or the report not written
+        return _error(f"{exc.strerror or exc} ({exc.filename or folder}); stored trials are intact", EXIT_IO)
+
+
+def _run(study, store: TrialStore, folder: Path, specs, args, engines) -> int:
+    # Re-read under the lock: another run may have stored trials since the first look.
+    done = store.finished_ids(retry_failed=args.retry_failed)
+    todo = [s for s in specs if s.trial_id not in done]
+    if any(kind == "batched" for kind, _ in engines) and todo:
         from harness.batched.fused_cnn import available, unavailable_reason
 
         # Build (or load) the fused kernel once here, before the workers start and each try to.
         if not available():
             print(f"  batched engine without the compiled kernel: {unavailable_reason()}", file=sys.stderr)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "study.json").write_text(json.dumps(_study_record(study), indent=2, default=str))
+    write_text_atomic(folder / "study.json", json.dumps(_study_record(study), indent=2, default=str))
     start = time.perf_counter()
     try:
         results = run_specs(
@@ -91,19 +150,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished trials are stored in {store.path}; run the same command to resume",
               file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     n_failed = sum(r.status == STATUS_FAILED for r in results)
     print(f"ran {len(results)} trials in {time.perf_counter() - start:.1f} s ({n_failed} failed)", file=sys.stderr)
     for r in results:
         if r.status == STATUS_FAILED:
-            print(f"  failed: {r.spec.method}/{r.spec.op_set} seed {r.spec.seed}: {r.failure_reason}", file=sys.stderr)
+            print(f"  failed: {r.spec.row.label} seed {r.spec.seed}: {r.failure_reason}", file=sys.stderr)
     _warn_foreign_trials(store, specs)
     if args.no_report:
         store.write_csv()
     else:
         from harness.report import write_report  # writes trials.csv along with the report
 
-        paths = write_report(folder)
+        try:
+            paths = write_report(folder)
+        except Exception as exc:  # the trials are safe; say so instead of a traceback
+            if os.environ.get("HARNESS_DEBUG"):
+                raise
+            return _error(
+                f"the report could not be written ({type(exc).__name__}: {exc}); all trials are stored in "
+                f"{store.path}. Rebuild it with: python -m harness.report {folder}  (HARNESS_DEBUG=1 shows the "
+                "traceback)", 1,
+            )
         print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
     return 0
 
@@ -112,13 +180,9 @@ def _engine_plan(study, engine: str) -> list[tuple[str, str]]:
     """Which engine runs each row; rows that fall back to the loop say why (printed once per row)."""
     plan = []
     for row in study.rows:
-        spec = TrialSpec.make(
-            dataset=row.dataset, space=row.space, op_set=row.op_set, method=row.method, hp_set=row.hp_set,
-            seed=study.seed_offset, epochs=study.epochs, hp_overrides=row.hp_overrides, options=row.options,
-        )
-        kind, reason = engine_for(spec, engine)
+        kind, reason = engine_for(row.spec.trial(study.seed_offset), engine)
         if engine != "loop" and kind == "loop":
-            print(f"  loop engine for {row.method}/{row.op_set}/{row.hp_set}: {reason}", file=sys.stderr)
+            print(f"  loop engine for {row.spec.label}: {reason}", file=sys.stderr)
         plan.append((kind, reason))
     return plan
 
@@ -133,7 +197,8 @@ def _warn_foreign_trials(store: TrialStore, specs) -> None:
     if foreign:
         print(
             f"note: {len(foreign)} stored trials in {store.folder} are not part of this run's definition "
-            "(other trials/epochs settings); the report includes them. Use --out for a separate folder.",
+            "(other rows, epochs or seeds); the report shows them as rows of their own. Use --out for a "
+            "separate folder.",
             file=sys.stderr,
         )
 

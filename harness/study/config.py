@@ -11,50 +11,98 @@
                                      # hp_set: method-default = each method's own default set
       - {op_set: good, method: [lg-only, nets-only, das, random, random-search]}
       - {op_set: all, method: [das, random, random-search]}
+
+The file's shape and its numbers are checked by pydantic models in strict mode (no silent
+coercion: ``trials: "5"`` and ``epochs: 2.7`` are errors); names by the registries (with "did
+you mean"); hyperparameter overrides and options by the types their owners declare
+(``harness.runner.typed``). Every row becomes a typed ``RowSpec``, the one row identity.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from harness.methods import METHODS, make_method
 from harness.methods.hyperparams import TUNED_PREFIX, HyperParams, load_tuned, validate_hp_set_name
 from harness.problems import PROBLEMS
-from harness.runner.spec import TrialSpec
-from harness.runner.trial import OPTION_GROUPS, build_context, split_options
+from harness.runner.spec import RowSpec, TrialSpec
+from harness.runner.trial import build_context
+from harness.runner.typed import ValueTypeError, typed_options, typed_row
 from harness.spaces import OP_SETS, SPACES
 from harness.yaml_files import read_yaml
 
-TOP_KEYS = {"name", "description", "trials", "seed_offset", "epochs", "workers", "defaults", "options", "rows"}
-ROW_KEYS = {"dataset", "space", "op_set", "method", "hp_set", "hp_overrides", "options", "trials"}
+# Upper bounds that catch typos (``epochs: 10000000000`` would sit at 0% forever): [003]'s
+# CIFAR retraining is 600 epochs, the largest protocol in our documents.
+MAX_EPOCHS = 10_000
+MAX_TRIALS = 100_000
+MAX_WORKERS = 1024
+MAX_SEED = 2**31 - 1
+
 EXPANDABLE = ("dataset", "space", "op_set", "method", "hp_set")
 # ``hp_set: method-default`` picks each method's own default set (e.g. BOHB-DAS-single for das-single).
 METHOD_DEFAULT = "method-default"
 NAME_REGISTRIES = {"dataset": PROBLEMS, "space": SPACES, "op_set": OP_SETS, "method": METHODS}
+
+Trials = Annotated[int, Field(ge=1, le=MAX_TRIALS)]
+Epochs = Annotated[int, Field(ge=1, le=MAX_EPOCHS)]
+Workers = Annotated[int, Field(ge=1, le=MAX_WORKERS)]
+SeedOffset = Annotated[int, Field(ge=0, le=MAX_SEED)]
+NameChoice = Annotated[str, StringConstraints(min_length=1)] | Annotated[list[str], Field(min_length=1)]
+StudyName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$", min_length=1, max_length=128)]
 
 
 class StudyConfigError(ValueError):
     """A problem in a study file, phrased for the person who wrote it."""
 
 
-@dataclass
-class RowConfig:
-    dataset: str
-    space: str
-    op_set: str
-    method: str
-    hp_set: str
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class RowEntry(_Strict):
+    """One entry of ``rows:`` (or ``defaults:``) as written in the file."""
+
+    dataset: NameChoice | None = None
+    space: NameChoice | None = None
+    op_set: NameChoice | None = None
+    method: NameChoice | None = None
+    hp_set: NameChoice | None = None
+    hp_overrides: dict[str, Any] | None = None
+    options: dict[str, dict[str, Any] | None] | None = None
+    trials: Trials | None = None
+
+
+class StudyFile(_Strict):
+    """A study file as written."""
+
+    name: StudyName | None = None
+    description: str = ""
+    trials: Trials = 75
+    seed_offset: SeedOffset = 0
+    epochs: Epochs = 50
+    workers: Workers = 2
+    defaults: RowEntry = RowEntry()
+    options: dict[str, dict[str, Any] | None] = {}
+    rows: Annotated[list[RowEntry], Field(min_length=1)]
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    """A row of the study: its identity and how many seeds it runs."""
+
+    spec: RowSpec
     trials: int
-    hp_overrides: dict = field(default_factory=dict)
-    options: dict = field(default_factory=dict)
 
 
 @dataclass
 class StudyConfig:
     name: str
-    rows: list[RowConfig]
+    rows: list[StudyRow]
     trials: int = 75
     epochs: int = 50
     workers: int = 2
@@ -64,39 +112,22 @@ class StudyConfig:
 
     def specs(self) -> list[TrialSpec]:
         """All trials, seed-major so a partial run covers every row evenly."""
-        per_row = [
-            [
-                TrialSpec.make(
-                    dataset=r.dataset, space=r.space, op_set=r.op_set, method=r.method, hp_set=r.hp_set,
-                    seed=self.seed_offset + s, epochs=self.epochs, hp_overrides=r.hp_overrides, options=r.options,
-                )
-                for s in range(r.trials)
-            ]
-            for r in self.rows
+        longest = max((r.trials for r in self.rows), default=0)
+        return [
+            r.spec.trial(self.seed_offset + s) for s in range(longest) for r in self.rows if s < r.trials
         ]
-        out = []
-        for s in range(max((len(p) for p in per_row), default=0)):
-            out.extend(p[s] for p in per_row if s < len(p))
-        return out
 
 
-def _positive_int(value, where: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise StudyConfigError(f"{where} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _merge_options(base: dict, extra: dict, where: str) -> dict:
-    if not isinstance(extra, dict):
-        raise StudyConfigError(f"{where} must be a mapping of option groups ({', '.join(OPTION_GROUPS)})")
-    merged = {g: dict(v) for g, v in base.items()}
-    for group, values in extra.items():
-        if group not in OPTION_GROUPS:
-            raise StudyConfigError(f"{where}: unknown option group {group!r}; known: {', '.join(OPTION_GROUPS)}")
-        if not isinstance(values, dict):
-            raise StudyConfigError(f"{where}.{group} must be a mapping, got {values!r}")
-        merged.setdefault(group, {}).update(values)
-    return merged
+def pydantic_message(exc: ValidationError, source: str) -> str:
+    """One line per problem: ``<file>: rows[0].trials: Input should be ... (got '5')``."""
+    lines = []
+    for err in exc.errors():
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+        where = where.replace(".function-after", "").replace(".list[str]", "").replace(".str", "")
+        got = "" if err["type"] == "missing" else f" (got {err['input']!r})"
+        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"{source}: {where or 'file'}: {message}{got}")
+    return "\n".join(dict.fromkeys(lines))
 
 
 def _validate_name(key: str, value, where: str) -> str:
@@ -108,67 +139,74 @@ def _validate_name(key: str, value, where: str) -> str:
         raise StudyConfigError(f"{where}.{key}: {exc}") from None
 
 
-def parse_study(data, source: str = "<study>") -> StudyConfig:
+def _merge_options(base: dict, extra: dict | None) -> dict:
+    merged = {g: dict(v or {}) for g, v in base.items()}
+    for group, values in (extra or {}).items():
+        merged.setdefault(group, {}).update(values or {})
+    return merged
+
+
+def parse_study(data, source: str = "<study>", overrides: dict | None = None) -> StudyConfig:
+    """Validate a study's parsed YAML. ``overrides`` (trials, epochs, workers) replace the file's
+    values (the CLI flags); ``trials`` also replaces every row's own count."""
     if not isinstance(data, dict):
-        raise StudyConfigError(f"{source}: a study file is a YAML mapping with keys {sorted(TOP_KEYS)}")
-    unknown = sorted(set(data) - TOP_KEYS)
-    if unknown:
-        allowed = ", ".join(sorted(TOP_KEYS))
-        raise StudyConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; allowed: {allowed}")
-    name = data.get("name") or Path(source).stem
-    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
-        raise StudyConfigError(f"{source}: name must be letters, digits, '-' or '_', got {name!r}")
-    trials = _positive_int(data.get("trials", 75), f"{source}: trials")
-    epochs = _positive_int(data.get("epochs", 50), f"{source}: epochs")
-    workers = _positive_int(data.get("workers", 2), f"{source}: workers")
-    seed_offset = _positive_int(data.get("seed_offset", 0), f"{source}: seed_offset", minimum=0)
-    defaults = data.get("defaults") or {}
-    if not isinstance(defaults, dict):
-        raise StudyConfigError(f"{source}: defaults must be a mapping of row keys")
-    global_options = _merge_options({}, data.get("options") or {}, f"{source}: options")
-    rows_data = data.get("rows")
-    if not isinstance(rows_data, list) or not rows_data:
-        raise StudyConfigError(f"{source}: rows must be a non-empty list of mappings")
-    rows: list[RowConfig] = []
-    seen: set = set()
-    for i, raw in enumerate(rows_data):
+        raise StudyConfigError(f"{source}: a study file is a YAML mapping with keys {sorted(StudyFile.model_fields)}")
+    try:
+        study = StudyFile.model_validate(data)
+    except ValidationError as exc:
+        raise StudyConfigError(pydantic_message(exc, source)) from None
+    overrides = overrides or {}
+    trials = overrides.get("trials", study.trials)
+    epochs = overrides.get("epochs", study.epochs)
+    defaults = study.defaults.model_dump(exclude_unset=True)
+    rows: list[StudyRow] = []
+    origin: dict[RowSpec, int] = {}
+    for i, entry in enumerate(study.rows):
         where = f"{source}: rows[{i}]"
-        if not isinstance(raw, dict):
-            raise StudyConfigError(f"{where} must be a mapping, got {raw!r}")
-        row = {**defaults, **raw}
-        unknown = sorted(set(row) - ROW_KEYS)
-        if unknown:
-            allowed = ", ".join(sorted(ROW_KEYS))
-            raise StudyConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {allowed}")
-        row.setdefault("hp_set", "H1")
-        missing = [k for k in EXPANDABLE if k not in row]
+        raw = {**defaults, **entry.model_dump(exclude_unset=True)}
+        raw.setdefault("hp_set", "H1")
+        missing = [k for k in EXPANDABLE if raw.get(k) is None]
         if missing:
             raise StudyConfigError(f"{where}: missing {', '.join(missing)} (give it in the row or in defaults)")
-        row_trials = _positive_int(row.get("trials", trials), f"{where}.trials")
-        options = _merge_options(global_options, row.get("options") or {}, f"{where}.options")
-        hp_overrides = row.get("hp_overrides") or {}
-        if not isinstance(hp_overrides, dict):
-            raise StudyConfigError(f"{where}.hp_overrides must be a mapping of hyperparameters")
-        choices = [row[k] if isinstance(row[k], list) else [row[k]] for k in EXPANDABLE]
+        row_trials = overrides.get("trials", raw.get("trials") or trials)
+        options = _merge_options(study.options, raw.get("options"))
+        choices = [raw[k] if isinstance(raw[k], list) else [raw[k]] for k in EXPANDABLE]
         for combo in itertools.product(*choices):
-            values = {
+            names = {
                 k: v if (k, v) == ("hp_set", METHOD_DEFAULT) else _validate_name(k, v, where)
                 for k, v in zip(EXPANDABLE, combo)
             }
-            if values["hp_set"] == METHOD_DEFAULT:
-                values["hp_set"] = METHODS.get(values["method"]).default_hp_set
-            key = (tuple(values.values()), repr(sorted(hp_overrides.items())), repr(options))
-            if key in seen:  # e.g. [H1, method-default] for a method whose own default is H1
-                continue
-            seen.add(key)
-            rows.append(RowConfig(**values, trials=row_trials, hp_overrides=_pin_tuned(values["hp_set"], hp_overrides),
-                                  options=options))
-    study = StudyConfig(
-        name=name, rows=rows, trials=trials, epochs=epochs, workers=workers, seed_offset=seed_offset,
-        description=str(data.get("description", "")), source=source,
+            if names["hp_set"] == METHOD_DEFAULT:
+                names["hp_set"] = METHODS.get(names["method"]).default_hp_set
+            row = _typed(names, epochs, raw.get("hp_overrides") or {}, options, where, source, study.options)
+            if row in origin:
+                if origin[row] == i:  # e.g. [H1, method-default] for a method whose own default is H1
+                    continue
+                raise StudyConfigError(f"{where} repeats rows[{origin[row]}] ({row.label}); remove one of them")
+            origin[row] = i
+            rows.append(StudyRow(row, row_trials))
+    config = StudyConfig(
+        name=study.name or Path(source).stem, rows=rows, trials=trials, epochs=epochs,
+        workers=overrides.get("workers", study.workers), seed_offset=study.seed_offset,
+        description=study.description, source=source,
     )
-    _check_rows_build(study)
-    return study
+    _check_rows_build(config)
+    return config
+
+
+def _typed(names: dict, epochs: int, hp_overrides: dict, options: dict, where: str, source: str,
+           file_options: dict) -> RowSpec:
+    """The row's typed spec; a type error names the key where the user wrote it."""
+    row = RowSpec.make(**names, epochs=epochs, hp_overrides=_pin_tuned(names["hp_set"], hp_overrides),
+                       options=options)
+    try:
+        typed_options(file_options, row)  # errors in the file-level options are named there
+    except ValueTypeError as exc:
+        raise StudyConfigError(f"{source}: {exc.path}: {exc.message}") from None
+    try:
+        return typed_row(row)
+    except ValueTypeError as exc:
+        raise StudyConfigError(f"{where}.{exc.path}: {exc.message}") from None
 
 
 def _pin_tuned(hp_set: str, overrides: dict) -> dict:
@@ -180,21 +218,39 @@ def _pin_tuned(hp_set: str, overrides: dict) -> dict:
 
 
 def _check_rows_build(study: StudyConfig) -> None:
-    """Resolve each row once (options, overrides, method/space fit) before any trial runs."""
+    """Resolve each row once (values, method/space fit) before any trial runs."""
     for i, row in enumerate(study.rows):
-        spec = TrialSpec.make(
-            dataset=row.dataset, space=row.space, op_set=row.op_set, method=row.method, hp_set=row.hp_set,
-            seed=0, epochs=study.epochs, hp_overrides=row.hp_overrides, options=row.options,
-        )
+        spec = row.spec.trial(0)
         try:
-            split_options(spec.options_dict)
-            HyperParams().replace(**row.hp_overrides) if row.hp_overrides else None
-            make_method(row.method, row.options.get("method"))
+            HyperParams().replace(**spec.hp_overrides_dict)
+            make_method(spec.method, spec.options_dict.get("method"))
             build_context(spec, "cpu")
         except (KeyError, ValueError, TypeError) as exc:
-            label = f"{row.dataset}/{row.space}/{row.op_set}/{row.method}/{row.hp_set}"
-            raise StudyConfigError(f"{study.source}: row {i} ({label}): {exc}") from None
+            raise StudyConfigError(f"{study.source}: row {i} ({row.spec.label}): {exc}") from None
 
 
-def load_study(path: str | Path) -> StudyConfig:
-    return parse_study(read_yaml(path, StudyConfigError, "study"), str(path))
+def load_study(path: str | Path, overrides: dict | None = None) -> StudyConfig:
+    return parse_study(read_yaml(path, StudyConfigError, "study"), str(path), overrides)
+
+
+def row_warnings(study: StudyConfig) -> list[str]:
+    """Rows that will hardly search: the alpha warm-up takes all but the last of their epochs, so
+    the architecture stays near the argmax of the random initial alpha."""
+    from harness.methods import resolve_hp_set
+    from harness.methods.schedules import alpha_frozen_epochs
+
+    warnings = []
+    for row in study.rows:
+        spec = row.spec
+        method = make_method(spec.method, spec.options_dict.get("method"))
+        hp = resolve_hp_set(spec.hp_set, spec.hp_overrides_dict)
+        if not getattr(method, "searches_alpha", True) or not hp.alpha_warmup or spec.epochs > hp.warmup_epochs:
+            continue
+        frozen = alpha_frozen_epochs(spec.epochs, hp.alpha_warmup, hp.warmup_epochs)
+        warnings.append(
+            f"{spec.label}: alpha is frozen for {frozen} of {spec.epochs} epochs (alpha warm-up of "
+            f"{hp.warmup_epochs} epochs in {spec.hp_set}), so it moves in {spec.epochs - frozen} epoch(s) only and "
+            f"the architecture stays near the argmax of the random initial alpha; use more than "
+            f"{hp.warmup_epochs} epochs for a search"
+        )
+    return warnings

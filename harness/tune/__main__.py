@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness.atomic import write_text_atomic
 from harness.tune import hpbandster_compat  # noqa: F401  (before anything is sent over Pyro4)
 from harness.tune.config import TuneConfig, TuneConfigError, load_tune
 from harness.tune.tuner import Budgets, RunRecord, TuneResult
@@ -167,7 +168,7 @@ def finish(config: TuneConfig, folder: Path, result: TuneResult) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from harness.tune.bohb import HpBandSterTuner, has_logs, load_runs, logged_iterations
+    from harness.tune.bohb import has_logs, load_runs, logged_iterations
 
     try:
         config = apply_args(load_tune(args.tune), args)
@@ -187,13 +188,26 @@ def main(argv: list[str] | None = None) -> int:
     print(describe_plan(config, done, todo, args.remote_workers), file=sys.stderr)
     if args.dry_run:
         return 0
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tune.json").write_text(
+    from harness.runner.store import StudyLocked, TrialStore
+
+    try:
+        with TrialStore(folder).lock():  # one tuner per folder, like one study per folder
+            return _tune(config, folder, args, done, todo)
+    except StudyLocked as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 75
+
+
+def _tune(config: TuneConfig, folder: Path, args, done: int, todo: int) -> int:
+    from harness.tune.bohb import HpBandSterTuner, load_runs
+
+    write_text_atomic(
+        folder / "tune.json",
         json.dumps(
             {"config": config.to_dict(), "argv": sys.argv, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
             indent=2,
             default=str,
-        )
+        ),
     )
     if todo == 0:
         if not done:

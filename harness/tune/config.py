@@ -27,7 +27,9 @@ from pathlib import Path
 from harness.methods import METHODS
 from harness.methods.hyperparams import HyperParams, validate_hp_set_name
 from harness.problems import PROBLEMS
-from harness.runner.trial import OPTION_GROUPS, build_context
+from harness.runner.spec import RowSpec
+from harness.runner.trial import build_context
+from harness.runner.typed import ValueTypeError, typed_row
 from harness.spaces import OP_SETS, SPACES
 from harness.tune.bohb import BOHB_DEFAULTS
 from harness.tune.objective import FAILED_LOSS, OBJECTIVES, TrialObjective, TrialTask
@@ -133,15 +135,21 @@ def _mapping(value, where: str) -> dict:
     return value
 
 
-def _options(value, where: str) -> dict:
-    options = _mapping(value, where)
-    for group, values in options.items():
-        if group not in OPTION_GROUPS:
-            raise TuneConfigError(
-                f"{where}: unknown option group {group!r}; known: {', '.join(OPTION_GROUPS)}"
-            )
-        _mapping(values, f"{where}.{group}")
-    return {g: dict(v or {}) for g, v in options.items()}
+def _typed(names: dict, base_hp_set: str, data: dict, source: str) -> tuple[dict, dict]:
+    """The fixed overrides and the options, typed like a study row's (``harness.runner.typed``)."""
+    row = RowSpec.make(
+        **names, hp_set=base_hp_set,
+        hp_overrides=_mapping(data.get("hp_overrides"), f"{source}: hp_overrides"),
+        options=_mapping(data.get("options"), f"{source}: options"),
+    )
+    try:
+        row = typed_row(row)
+        HyperParams().replace(**row.hp_overrides_dict)
+    except ValueTypeError as exc:
+        raise TuneConfigError(f"{source}: {exc.path}: {exc.message}") from None
+    except (TypeError, ValueError) as exc:
+        raise TuneConfigError(f"{source}: hp_overrides: {exc}") from None
+    return row.hp_overrides_dict, row.options_dict
 
 
 def parse_tune(data, source: str = "<tune>") -> TuneConfig:
@@ -169,11 +177,7 @@ def parse_tune(data, source: str = "<tune>") -> TuneConfig:
         base = validate_hp_set_name(data.get("base_hp_set", "H1"))
     except (KeyError, ValueError, FileNotFoundError) as exc:
         raise TuneConfigError(f"{source}: base_hp_set: {exc}") from None
-    hp_overrides = _mapping(data.get("hp_overrides"), f"{source}: hp_overrides")
-    try:
-        HyperParams().replace(**hp_overrides)
-    except (TypeError, ValueError) as exc:
-        raise TuneConfigError(f"{source}: hp_overrides: {exc}") from None
+    hp_overrides, options = _typed(names, base, data, source)
     objective = data.get("objective", "architecture")
     if objective not in OBJECTIVES:
         raise TuneConfigError(
@@ -215,8 +219,8 @@ def parse_tune(data, source: str = "<tune>") -> TuneConfig:
         task=TrialTask(
             **names,
             base_hp_set=base,
-            hp_overrides=dict(hp_overrides),
-            options=_options(data.get("options"), f"{source}: options"),
+            hp_overrides=hp_overrides,
+            options=options,
         ),
         objective=objective,
         seeds=seeds,

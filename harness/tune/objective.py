@@ -26,7 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
-from harness.runner.spec import STATUS_FAILED, STATUS_OK, TrialResult, TrialSpec
+from harness.runner.spec import STATUS_FAILED, STATUS_OK, RowSpec, TrialResult, TrialSpec
 from harness.tune.hpbandster_compat import json_safe, to_builtin
 from harness.tune.space import split_config
 
@@ -93,17 +93,17 @@ class TrialTask:
         options = {g: dict(v) for g, v in self.options.items()}
         if method_options:
             options["method"] = {**options.get("method", {}), **method_options}
-        return TrialSpec.make(
+        row = RowSpec.make(
             dataset=self.dataset,
             space=self.space,
             op_set=self.op_set,
             method=self.method,
             hp_set=self.base_hp_set,
-            seed=int(seed),
             epochs=int(epochs),
             hp_overrides={**self.hp_overrides, **hp},
             options=options,
         )
+        return row.trial(seed)
 
 
 def _run_batch(specs: list[TrialSpec]) -> list[TrialResult]:

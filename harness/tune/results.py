@@ -8,10 +8,10 @@ untuned fields included) plus metadata on where it came from.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
+from harness.atomic import write_text_atomic
 from harness.methods.hyperparams import TUNED_FILE, resolve_hp_set
 from harness.tune.hpbandster_compat import json_safe
 from harness.tune.space import split_config
@@ -65,11 +65,8 @@ def write_best(result: TuneResult, config, folder: str | Path) -> Path | None:
     data = best_hyperparameters(result, config)
     if data is None:
         return None
-    path = Path(folder) / TUNED_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)  # a study reading it never sees half a file
-    return path
+    # atomic: a study reading it never sees half a file
+    return write_text_atomic(Path(folder) / TUNED_FILE, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def write_runs_csv(result: TuneResult, folder: str | Path) -> Path:

@@ -1,0 +1,42 @@
+"""The committed reference runs must resume with nothing to run: their trial ids are what the
+study files (parsed and typed today) produce. A change of the id scheme fails here first."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from harness.runner.store import TrialStore
+from harness.study.config import load_study
+
+REPO = Path(__file__).resolve().parents[1]
+
+# folder under results/ -> (study file, CLI overrides), as listed in results/README.md
+REFERENCE_RUNS = {
+    "blur-75trials": ("studies/blur.yaml", {}),
+    "downsampling-75trials": ("studies/downsampling.yaml", {}),
+    "blur-10trials": ("studies/blur.yaml", {"trials": 10}),
+    "blur-loop-5trials": ("studies/blur.yaml", {"trials": 5}),
+    "methods_blur_quick": ("studies/methods_blur_quick.yaml", {}),
+    "tuned_vs_paper_blur": ("results/tuned_vs_paper_blur/study.yaml", {}),
+}
+
+
+@pytest.mark.parametrize("folder", sorted(REFERENCE_RUNS))
+def test_reference_run_resumes_with_nothing_to_run(folder, monkeypatch):
+    study_file, overrides = REFERENCE_RUNS[folder]
+    monkeypatch.chdir(REPO)  # tuned:results/tune_blur is relative to the repository
+    study = load_study(study_file, overrides)
+    store = TrialStore(REPO / "results" / folder)
+    stored = store.finished_ids()
+    todo = [s for s in study.specs() if s.trial_id not in stored]
+    assert not store.damaged
+    assert len(stored) >= len(study.specs())  # tuned_vs_paper_blur also holds copied H1 trials
+    assert todo == []
+
+
+def test_every_committed_store_is_listed():
+    committed = {p.parent.name for p in (REPO / "results").glob("*/trials.jsonl")}
+    assert committed - set(REFERENCE_RUNS) <= {"tune_blur"}, os.listdir(REPO / "results")
