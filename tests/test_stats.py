@@ -105,22 +105,22 @@ def test_describe_matches_numpy(two_groups):
 
 def test_describe_bootstrap_cis(two_groups):
     df, a, _, _ = two_groups
-    out = hs.describe_scores(df, n_boot=N_BOOT, seed=3)
-    das = row(out, method="das")
-    # Same resampling written out by hand: one (n_boot, n) index draw for the mean, then one for the median.
+    das = row(hs.describe_scores(df, n_boot=N_BOOT, seed=3), method="das")
+    # scipy's bootstrap called directly with the group's generator: mean first, then median.
     rng = group_rng(3, {c: das[c] for c in hs.GROUP_COLUMNS})
-    means = a[rng.integers(0, a.size, (N_BOOT, a.size))].mean(axis=1)
-    medians = np.median(a[rng.integers(0, a.size, (N_BOOT, a.size))], axis=1)
-    assert (das["mean_ci_low"], das["mean_ci_high"]) == pytest.approx(
-        tuple(np.percentile(means, [2.5, 97.5]))
-    )
-    assert (das["median_ci_low"], das["median_ci_high"]) == pytest.approx(
-        tuple(np.percentile(medians, [2.5, 97.5]))
-    )
-    # ... and agrees with a plain loop on another generator up to Monte-Carlo error.
+    for stat, func in (("mean", np.mean), ("median", np.median)):
+        want = stats.bootstrap((a,), func, n_resamples=N_BOOT, rng=rng).confidence_interval
+        assert (das[f"{stat}_ci_low"], das[f"{stat}_ci_high"]) == pytest.approx(tuple(want), rel=1e-12)
+        assert das[f"{stat}_ci_note"] == ""
+    pct = row(hs.describe_scores(df, n_boot=N_BOOT, seed=3, ci_method="percentile"), method="das")
+    rng = group_rng(3, {c: das[c] for c in hs.GROUP_COLUMNS})
+    for stat, func in (("mean", np.mean), ("median", np.median)):
+        want = stats.bootstrap((a,), func, n_resamples=N_BOOT, rng=rng, method="percentile").confidence_interval
+        assert (pct[f"{stat}_ci_low"], pct[f"{stat}_ci_high"]) == pytest.approx(tuple(want), rel=1e-12)
+    # ... and the percentile CI agrees with a plain loop on another generator up to Monte-Carlo error.
     legacy = np.random.RandomState(0)
     loop = [np.mean(legacy.choice(a, a.size, replace=True)) for _ in range(4000)]
-    low, high = hs.bootstrap_ci(a, "mean", n_boot=4000, rng=1)
+    low, high = hs.bootstrap_ci(a, "mean", n_boot=4000, rng=1, method="percentile")
     assert (low, high) == pytest.approx(tuple(np.percentile(loop, [2.5, 97.5])), abs=0.15)
 
 
@@ -139,7 +139,7 @@ def test_describe_edge_cases(tmp_path):
         record(1, method="two", arch=5.0),
         record(2, method="two", arch=7.0),
     ]
-    recs += [record(10 + i, method="const", arch=3.0) for i in range(4)]
+    recs += [record(10 + i, method="const", arch=3.0) for i in range(6)]
     recs += [record(20 + i, method="dead", status="failed", arch=None) for i in range(3)]
     recs += [record(30, method="nohp", hp_set=None, arch=1.0)]
     out = hs.describe_scores(study(tmp_path, recs), n_boot=N_BOOT)
@@ -147,10 +147,12 @@ def test_describe_edge_cases(tmp_path):
     assert (
         one["n_ok"] == 1 and one["max"] == 5.0 and math.isnan(one["std"]) and math.isnan(one["median_ci_low"])
     )
-    assert "<3" in one["note"]
+    assert one["median_ci_note"] == "too few trials for a bootstrap CI (n=1 < 6)"
     assert math.isnan(row(out, method="two")["median_ci_high"])
-    const = row(out, method="const")
+    const = row(out, method="const")  # BCa is undefined for constant data: percentile, and says so
     assert const["std"] == 0.0 and const["median_ci_low"] == const["median_ci_high"] == 3.0
+    assert const["mean_ci_low"] == const["mean_ci_high"] == 3.0
+    assert "BCa undefined" in const["median_ci_note"] and "percentile" in const["median_ci_note"]
     dead = row(out, method="dead")
     assert (dead["n"], dead["n_failed"], dead["n_ok"]) == (3, 3, 0) and math.isnan(dead["mean"])
     assert "no ok trials" in dead["note"]
@@ -175,8 +177,14 @@ def test_correlations_match_scipy(two_groups):
     kt = stats.kendalltau(shot_a, a)
     assert (das["kendall_tau"], das["kendall_p"]) == pytest.approx((kt.statistic, kt.pvalue))
     assert das["n_pairs"] == 30
-    for name, value in (("pearson", r), ("spearman", sp.statistic), ("kendall", kt.statistic)):
-        assert -1 <= das[f"{name}_ci_low"] <= value <= das[f"{name}_ci_high"] <= 1
+    # Paired BCa CIs equal scipy's bootstrap of scipy's statistics, drawn in the same order.
+    rng = group_rng(0, ("corr", *(das[c] for c in hs.GROUP_COLUMNS)))
+    for name, func in (("pearson", stats.pearsonr), ("spearman", stats.spearmanr), ("kendall", stats.kendalltau)):
+        want = stats.bootstrap(
+            (shot_a, a), lambda x, y, f=func: f(x, y)[0], paired=True, vectorized=False, n_resamples=N_BOOT, rng=rng
+        ).confidence_interval
+        assert (das[f"{name}_ci_low"], das[f"{name}_ci_high"]) == pytest.approx(tuple(want), rel=1e-9)
+        assert das[f"{name}_note"] == ""
     rnd = row(out, method="random")
     assert (
         rnd["n_pairs"] == 0
@@ -206,12 +214,12 @@ def test_correlation_edge_cases(tmp_path):
     ties_x, ties_y = [1.0, 1.0, 2.0, 2.0, 3.0, 3.0], [1.0, 2.0, 2.0, 3.0, 3.0, 3.0]
     recs += [record(20 + i, method="ties", arch=ties_y[i], oneshot=ties_x[i]) for i in range(6)]
     recs += [
-        record(30 + i, method="nan", arch=float(i), oneshot=None if i % 2 else float(i)) for i in range(7)
+        record(30 + i, method="nan", arch=float(i), oneshot=None if i % 2 else float(i)) for i in range(10)
     ]
     recs += [record(40 + i, method="dead", status="failed", arch=None, oneshot=1.0) for i in range(4)]
     out = hs.correlations(study(tmp_path, recs), n_boot=N_BOOT)
     small = row(out, method="small")
-    assert math.isnan(small["pearson_r"]) and small["pearson_note"] == "n=2<3"
+    assert math.isnan(small["pearson_r"]) and small["pearson_note"] == "too few trials for a correlation (n=2 < 5)"
     flat = row(out, method="flat")
     assert math.isnan(flat["spearman_rho"]) and flat["spearman_note"] == "constant oneshot_score"
     ties = row(out, method="ties")
@@ -219,8 +227,9 @@ def test_correlation_edge_cases(tmp_path):
     assert ties["kendall_tau"] == pytest.approx(stats.kendalltau(ties_x, ties_y).statistic)
     assert "ties" in ties["spearman_note"]
     nan = row(out, method="nan")
-    assert nan["n_pairs"] == 4  # trials without a one-shot score are left out of the pairs
+    assert nan["n_pairs"] == 5  # trials without a one-shot score are left out of the pairs
     assert nan["pearson_r"] == pytest.approx(1.0)
+    assert math.isnan(nan["pearson_ci_low"]) and nan["pearson_note"] == "too few trials for a bootstrap CI (n=5 < 6)"
     dead = row(out, method="dead")
     assert dead["n_pairs"] == 0 and math.isnan(dead["kendall_tau"])
 
@@ -259,12 +268,11 @@ def test_prob_superiority_and_compare_two():
     assert (res["mannwhitney_u"], res["mannwhitney_p"]) == pytest.approx((mw.statistic, mw.pvalue))
     assert res["prob_a_beats_b"] == pytest.approx(mw.statistic / (a.size * b.size))
     assert res["median_diff"] == pytest.approx(np.median(a) - np.median(b))
-    rng0 = np.random.default_rng(0)
-    ia, ib = rng0.integers(0, a.size, (N_BOOT, a.size)), rng0.integers(0, b.size, (N_BOOT, b.size))
-    boot = np.median(a[ia], axis=1) - np.median(b[ib], axis=1)
-    assert (res["median_diff_ci_low"], res["median_diff_ci_high"]) == pytest.approx(
-        tuple(np.percentile(boot, [2.5, 97.5]))
-    )
+    # A and B resampled independently by scipy (BCa over both samples), same seed.
+    want = stats.bootstrap(
+        (a, b), lambda x, y: np.median(x) - np.median(y), vectorized=False, n_resamples=N_BOOT, rng=0
+    ).confidence_interval
+    assert (res["median_diff_ci_low"], res["median_diff_ci_high"]) == pytest.approx(tuple(want), rel=1e-12)
 
 
 def test_compare_two_edge_cases():
@@ -276,7 +284,7 @@ def test_compare_two_edge_cases():
         and "all values equal" in same["note"]
     )
     small = hs.compare_two(np.array([1.0, 2.0]), np.array([0.0, 3.0, 4.0]), n_boot=N_BOOT)
-    assert math.isnan(small["median_diff_ci_low"]) and "<3" in small["note"]
+    assert math.isnan(small["median_diff_ci_low"]) and small["note"] == "too few trials for a bootstrap CI (n=2 < 6)"
     assert not math.isnan(small["mannwhitney_p"])
 
 

@@ -116,7 +116,7 @@ def test_seed_budget_normal_data(tmp_path):
     const = out[out["method"] == "random"].iloc[0]
     assert const["c"] == 0 and "constant" in const["note"]
     few = out[out["method"] == "nets-only"].iloc[0]
-    assert math.isnan(few["n_needed"]) and "<5" in few["note"]
+    assert math.isnan(few["n_needed"]) and few["note"] == "too few trials for a CI-width estimate (n_ok=3 < 6)"
     again = hs.seed_budget(df, target_width=0.5, n_boot=200, n_repeats=8, seed=0)
     pd.testing.assert_frame_equal(out, again)
 

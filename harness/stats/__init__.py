@@ -3,12 +3,24 @@
 Each function takes the DataFrame from ``harness.runner.store.load_trials`` and the columns
 to group by (default ``GROUP_COLUMNS``) and returns a DataFrame with one row per group.
 Only ok trials enter a statistic; ``n`` and ``n_failed`` always say how many were left out.
-Too small or degenerate groups give NaN and a reason in a ``*note`` column, never an error.
+Groups are rows of the study (``GROUP_COLUMNS`` include epochs and the overrides/options
+``variant``), so different rows are never pooled. CIs are ``scipy.stats.bootstrap`` (BCa by
+default), seeded per group. Groups below ``MIN_N_CI`` / ``MIN_N_CORRELATION`` trials, or
+degenerate ones, give NaN and a reason in a ``*note`` column, never an error.
 """
 
-from harness.stats._common import GROUP_COLUMNS, bootstrap_ci, bootstrap_distribution, iter_groups, ok_values
+from harness.stats._common import (
+    CI_METHODS,
+    GROUP_COLUMNS,
+    MIN_N_CI,
+    bootstrap_ci,
+    bootstrap_distribution,
+    bootstrap_interval,
+    iter_groups,
+    ok_values,
+)
 from harness.stats.compare import compare_groups, compare_two, level_labels, prob_superiority
-from harness.stats.correlation import correlate, correlations
+from harness.stats.correlation import MIN_N_CORRELATION, correlate, correlations
 from harness.stats.describe import describe_scores, score_stats, summary_table
 from harness.stats.genotypes import alpha_probabilities, flatten_genotype, op_frequencies, softmax
 from harness.stats.search import (
@@ -21,10 +33,14 @@ from harness.stats.search import (
 )
 
 __all__ = [
+    "CI_METHODS",
     "GROUP_COLUMNS",
+    "MIN_N_CI",
+    "MIN_N_CORRELATION",
     "alpha_probabilities",
     "bootstrap_ci",
     "bootstrap_distribution",
+    "bootstrap_interval",
     "ci_width_curve",
     "compare_groups",
     "compare_two",

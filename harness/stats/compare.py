@@ -1,9 +1,9 @@
 """Comparing two methods (or hyperparameter sets) on the same data set and search space.
 
 Score distributions over seeds are skewed and often bimodal (the paper's failure clusters),
-so we compare medians with a bootstrap CI, use the rank-based Mann-Whitney U test, and give
-the probability that a random trial of A beats one of B: the chance a user who runs each
-once ends up better off with A.
+so we compare medians with a bootstrap CI (scipy's, BCa by default), use the rank-based
+Mann-Whitney U test, and give the probability that a random trial of A beats one of B: the
+chance a user who runs each once ends up better off with A.
 """
 
 from __future__ import annotations
@@ -16,14 +16,17 @@ import pandas as pd
 from scipy import stats
 
 from harness.stats._common import (
+    MIN_N_CI,
+    MISSING_LABEL,
+    OPTIONAL_GROUP_COLUMNS,
     as_list,
-    bootstrap_indices,
+    bootstrap_interval,
     group_rng,
     iter_groups,
     join_notes,
+    mixed_settings,
     n_failed,
     ok_values,
-    percentile_interval,
 )
 
 COMPARE_COLUMNS = [
@@ -54,6 +57,10 @@ def prob_superiority(a: np.ndarray, b: np.ndarray) -> float:
     return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
 
 
+def median_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.median(a, axis=axis) - np.median(b, axis=axis)
+
+
 def compare_two(
     a: np.ndarray,
     b: np.ndarray,
@@ -61,8 +68,13 @@ def compare_two(
     n_boot: int = 1000,
     ci: float = 0.95,
     rng: np.random.Generator | int = 0,
+    ci_method: str = "BCa",
+    min_n: int = MIN_N_CI,
 ) -> dict:
-    """Median difference (A - B) with bootstrap CI, two-sided Mann-Whitney U, P(A beats B)."""
+    """Median difference (A - B) with bootstrap CI, two-sided Mann-Whitney U, P(A beats B).
+
+    A and B are resampled independently; below ``min_n`` trials on a side there is no CI.
+    """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     out = {c: np.nan for c in COMPARE_COLUMNS if c not in ("a", "b", "n_failed_a", "n_failed_b")}
     out.update(n_a=int(a.size), n_b=int(b.size), note="")
@@ -78,22 +90,24 @@ def compare_two(
     else:
         res = stats.mannwhitneyu(a, b, alternative="two-sided")
         out["mannwhitney_u"], out["mannwhitney_p"] = float(res.statistic), float(res.pvalue)
-    if min(a.size, b.size) < 3:
-        notes.append(f"n={min(a.size, b.size)}<3: no bootstrap CI")
-    elif n_boot > 0:
-        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-        ia = np.concatenate(list(bootstrap_indices(rng, a.size, n_boot)))
-        ib = np.concatenate(list(bootstrap_indices(rng, b.size, n_boot)))
-        boot = np.median(a[ia], axis=1) - np.median(b[ib], axis=1)
-        out["median_diff_ci_low"], out["median_diff_ci_high"] = percentile_interval(boot, ci)
-    out["note"] = join_notes(*notes)
+    low, high, ci_note = bootstrap_interval(
+        (a, b), median_difference, n_boot=n_boot, ci=ci, method=ci_method, rng=rng, min_n=min_n
+    )
+    out["median_diff_ci_low"], out["median_diff_ci_high"] = low, high
+    out["note"] = join_notes(*notes, ci_note)
     return out
+
+
+def _labels_of(df: pd.DataFrame, column: str) -> pd.Series:
+    if column not in df.columns and column in OPTIONAL_GROUP_COLUMNS:
+        return pd.Series(MISSING_LABEL, index=df.index, dtype=object)
+    return df[column].astype(object).where(df[column].notna(), MISSING_LABEL).astype(str)
 
 
 def level_labels(df: pd.DataFrame, between: str | Sequence[str]) -> pd.Series:
     """The label of each trial's level, e.g. ``'das/H1'`` for ``between=('method', 'hp_set')``."""
     cols = as_list(between)
-    parts = [df[c].astype(object).where(df[c].notna(), "-").astype(str) for c in cols]
+    parts = [_labels_of(df, c) for c in cols]
     label = parts[0]
     for p in parts[1:]:
         label = label + "/" + p
@@ -110,13 +124,17 @@ def compare_groups(
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
+    ci_method: str = "BCa",
 ) -> pd.DataFrame:
     """Compare every pair of levels of ``between`` (or the given ``pairs``) within each ``by`` group.
 
     Levels are labelled by joining the ``between`` columns with '/'; with the defaults a row
-    compares e.g. ``das/H1`` with ``random/H1`` on blur, sequential, all ops.
+    compares e.g. ``das/H1`` with ``random/H1`` on blur, sequential, all ops. A level that mixes
+    epochs or variants gets NaN and a note rather than pooling them: add ``epochs``/``variant``
+    to ``by`` or ``between`` to compare such rows.
     """
     cols = as_list(by)
+    same = cols + as_list(between)
     rows = []
     for labels, g in iter_groups(df, cols):
         lev = level_labels(g, between)
@@ -126,8 +144,15 @@ def compare_groups(
             if a not in present or b not in present:
                 continue
             ga, gb = g[lev == a], g[lev == b]
-            rng = group_rng(seed, ("compare", *labels.values(), a, b))
-            res = compare_two(ok_values(ga, score), ok_values(gb, score), n_boot=n_boot, ci=ci, rng=rng)
+            why = {name: mixed_settings(part, same) for name, part in ((a, ga), (b, gb))}
+            if any(why.values()):
+                res = {c: np.nan for c in COMPARE_COLUMNS[2:]}
+                res.update(n_a=ok_values(ga, score).size, n_b=ok_values(gb, score).size)
+                res["note"] = join_notes(*(f"{k} {v}" for k, v in why.items() if v), "not pooled: no comparison")
+            else:
+                rng = group_rng(seed, ("compare", *labels.values(), a, b))
+                kw = dict(n_boot=n_boot, ci=ci, rng=rng, ci_method=ci_method)
+                res = compare_two(ok_values(ga, score), ok_values(gb, score), **kw)
             failed = {"n_failed_a": n_failed(ga), "n_failed_b": n_failed(gb)}
             rows.append({**labels, "a": a, "b": b, **failed, **res})
     return pd.DataFrame(rows, columns=cols + COMPARE_COLUMNS)

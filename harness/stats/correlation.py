@@ -2,7 +2,8 @@
 
 DAS assumes that a better one-shot score means a better final architecture; the paper's
 Figs 3-8 show that this often fails. We report Pearson (with the regression line drawn in
-the figures), Spearman and Kendall, each with a p-value and a paired bootstrap CI.
+the figures), Spearman and Kendall, each with a p-value and a paired bootstrap CI (scipy's,
+BCa by default). Tiny groups get NaN and a note: a perfect rank order of 3 trials is not evidence.
 """
 
 from __future__ import annotations
@@ -15,13 +16,22 @@ from scipy import stats
 
 from harness.stats._common import (
     GROUP_COLUMNS,
+    MIN_N_CI,
     as_list,
-    bootstrap_indices,
+    as_rng,
+    bootstrap_interval,
     group_rng,
     iter_groups,
+    join_notes,
     ok_pairs,
-    percentile_interval,
 )
+
+# Fewest pairs for a correlation, its p-value and (with at least MIN_N_CI pairs) its CI. With
+# n = 4 there are 4! = 24 orderings, so even a perfect rank agreement has an exact two-sided
+# Spearman (and Kendall) p-value of 2/24 = 1/12 > 0.05: four trials can never show a rank
+# correlation. From n = 5 (2/120 < 0.05) they can. Pearson uses the same pairs and the same floor
+# so that the three columns of a row always describe the same evidence.
+MIN_N_CORRELATION = 5
 
 CORRELATION_COLUMNS = [
     "n_pairs",
@@ -69,11 +79,29 @@ def _rowwise_kendall(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.concatenate(out) if out else np.array([], dtype=float)
 
 
-def _skip_reason(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str) -> str:
+def _paired(rowwise):
+    """A scipy-vectorized ``statistic(x, y, axis)`` from a function of (rows, n) arrays."""
+
+    def statistic(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+        x, y = np.moveaxis(x, axis, -1), np.moveaxis(y, axis, -1)
+        flat = rowwise(x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1]))
+        return flat.reshape(x.shape[:-1])
+
+    return statistic
+
+
+STATISTICS = {
+    "pearson": _paired(_rowwise_pearson),
+    "spearman": _paired(_rowwise_spearman),
+    "kendall": _paired(_rowwise_kendall),
+}
+
+
+def _skip_reason(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str, min_n: int) -> str:
     if x.size == 0:
         return f"no trials with both {x_name} and {y_name}"
-    if x.size < 3:
-        return f"n={x.size}<3"
+    if x.size < min_n:
+        return f"too few trials for a correlation (n={x.size} < {min_n})"
     if np.all(x == x[0]):
         return f"constant {x_name}"
     if np.all(y == y[0]):
@@ -90,15 +118,20 @@ def correlate(
     rng: np.random.Generator | int = 0,
     x_name: str = "x",
     y_name: str = "y",
+    ci_method: str = "BCa",
+    min_n: int = MIN_N_CORRELATION,
+    min_n_ci: int = MIN_N_CI,
 ) -> dict:
     """Pearson (+ least-squares line), Spearman and Kendall tau-b of paired values, with CIs.
 
-    Too few pairs or a constant side give NaN and a reason in the ``*_note`` fields.
+    Fewer than ``min_n`` pairs or a constant side give NaN and a reason in the ``*_note``
+    fields; fewer than ``min_n_ci`` pairs give the estimates without CIs. Pairs are resampled
+    together (``paired=True``), each statistic with its own draws from ``rng``.
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     out = {c: np.nan for c in CORRELATION_COLUMNS}
     out["n_pairs"] = int(x.size)
-    reason = _skip_reason(x, y, x_name, y_name)
+    reason = _skip_reason(x, y, x_name, y_name, min_n)
     for name in ("pearson", "spearman", "kendall"):
         out[f"{name}_note"] = reason
     if reason:
@@ -112,16 +145,13 @@ def correlate(
     out["kendall_tau"], out["kendall_p"] = float(kt.statistic), float(kt.pvalue)
     if len(np.unique(x)) < x.size or len(np.unique(y)) < y.size:
         out["spearman_note"] = out["kendall_note"] = "ties (average ranks / tau-b)"
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    if n_boot > 0:
-        idx = np.concatenate(list(bootstrap_indices(rng, x.size, n_boot)))
-        bx, by_ = x[idx], y[idx]
-        for name, func in (
-            ("pearson", _rowwise_pearson),
-            ("spearman", _rowwise_spearman),
-            ("kendall", _rowwise_kendall),
-        ):
-            out[f"{name}_ci_low"], out[f"{name}_ci_high"] = percentile_interval(func(bx, by_), ci)
+    rng = as_rng(rng)
+    for name, statistic in STATISTICS.items():
+        low, high, note = bootstrap_interval(
+            (x, y), statistic, n_boot=n_boot, ci=ci, method=ci_method, paired=True, rng=rng, min_n=min_n_ci
+        )
+        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = low, high
+        out[f"{name}_note"] = join_notes(out[f"{name}_note"], note)
     return out
 
 
@@ -134,6 +164,7 @@ def correlations(
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
+    ci_method: str = "BCa",
 ) -> pd.DataFrame:
     """One row per group with ``correlate`` of ``x`` vs ``y`` over its ok trials."""
     cols = as_list(by)
@@ -141,5 +172,6 @@ def correlations(
     for labels, g in iter_groups(df, cols):
         xs, ys = ok_pairs(g, x, y)
         rng = group_rng(seed, ("corr", *labels.values()))
-        rows.append({**labels, **correlate(xs, ys, n_boot=n_boot, ci=ci, rng=rng, x_name=x, y_name=y)})
+        kw = dict(n_boot=n_boot, ci=ci, rng=rng, x_name=x, y_name=y, ci_method=ci_method)
+        rows.append({**labels, **correlate(xs, ys, **kw)})
     return pd.DataFrame(rows, columns=cols + CORRELATION_COLUMNS)

@@ -1,7 +1,8 @@
 """Per-group descriptive statistics of architecture and one-shot scores.
 
 The paper reports max/mean/median over trials; we add spread (std, IQR) and bootstrap CIs
-because a single number hides how (un)reliable a method is across seeds.
+because a single number hides how (un)reliable a method is across seeds. Tiny groups keep their
+descriptive values (min/max/median of what there is) but get no CI: it would be meaningless.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pandas as pd
 from harness.stats._common import (
     GROUP_COLUMNS,
     as_list,
-    bootstrap_ci,
+    bootstrap_interval,
     group_rng,
     iter_groups,
     join_notes,
@@ -52,8 +53,6 @@ def _count_note(n_ok: int, n_missing: int, what: str) -> str:
     notes = []
     if n_ok == 0:
         notes.append(f"no ok trials with {what}")
-    elif n_ok < 3:
-        notes.append(f"n={n_ok}<3: no bootstrap CI")
     if n_missing:
         notes.append(f"{n_missing} ok trial(s) without {what}")
     return join_notes(*notes)
@@ -68,12 +67,15 @@ def describe_scores(
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
+    ci_method: str = "BCa",
 ) -> pd.DataFrame:
     """One row per group: counts, score statistics, bootstrap CIs, one-shot stats, runtime.
 
     ``n`` counts all trials (failed included), ``n_failed`` those whose status is not ok and
     ``n_ok`` the ok trials with a finite score, the only ones that enter the statistics.
-    ``runtime_mean_s`` is over ok trials; ``runtime_total_s`` over all trials (the cost).
+    ``mean_ci_note``/``median_ci_note`` say why a CI is NaN (too few trials) or which interval
+    replaced BCa; ``note`` is about the counts. ``runtime_mean_s`` is over ok trials;
+    ``runtime_total_s`` over all trials (the cost).
     """
     cols = as_list(by)
     rows = []
@@ -83,10 +85,9 @@ def describe_scores(
         row = {**labels, "n": len(g), "n_failed": n_failed(g), "n_ok": int(values.size)}
         row.update(score_stats(values))
         rng = group_rng(seed, labels)
-        row["mean_ci_low"], row["mean_ci_high"] = bootstrap_ci(values, "mean", n_boot=n_boot, ci=ci, rng=rng)
-        row["median_ci_low"], row["median_ci_high"] = bootstrap_ci(
-            values, "median", n_boot=n_boot, ci=ci, rng=rng
-        )
+        for stat in ("mean", "median"):
+            low, high, note = bootstrap_interval((values,), stat, n_boot=n_boot, ci=ci, method=ci_method, rng=rng)
+            row.update({f"{stat}_ci_low": low, f"{stat}_ci_high": high, f"{stat}_ci_note": note})
         row["note"] = _count_note(values.size, n_ok_status - values.size, score)
         if oneshot is not None:
             shot = ok_values(g, oneshot)
@@ -99,7 +100,8 @@ def describe_scores(
         row["runtime_total_s"] = float(all_runtime.sum(min_count=1)) if len(all_runtime) else np.nan
         rows.append(row)
     columns = cols + ["n", "n_failed", "n_ok", *SCORE_STATS]
-    columns += ["mean_ci_low", "mean_ci_high", "median_ci_low", "median_ci_high", "note"]
+    columns += ["mean_ci_low", "mean_ci_high", "mean_ci_note", "median_ci_low", "median_ci_high", "median_ci_note"]
+    columns += ["note"]
     if oneshot is not None:
         columns += ["oneshot_n", *(f"oneshot_{k}" for k in SCORE_STATS), "oneshot_note"]
     columns += ["runtime_mean_s", "runtime_total_s"]
@@ -113,13 +115,14 @@ def summary_table(
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
+    ci_method: str = "BCa",
 ) -> pd.DataFrame:
     """``describe_scores`` joined with the one-shot/architecture ``correlations`` per group."""
     from harness.stats.correlation import correlations
 
     cols = as_list(by)
-    desc = describe_scores(df, cols, n_boot=n_boot, ci=ci, seed=seed)
-    corr = correlations(df, cols, n_boot=n_boot, ci=ci, seed=seed)
+    desc = describe_scores(df, cols, n_boot=n_boot, ci=ci, seed=seed, ci_method=ci_method)
+    corr = correlations(df, cols, n_boot=n_boot, ci=ci, seed=seed, ci_method=ci_method)
     if not cols:
         return pd.concat([desc, corr], axis=1)
     return desc.merge(corr, on=cols, how="left")

@@ -33,7 +33,7 @@ def _ops_of(group: pd.DataFrame) -> list[str] | None:
 def seed_diversity(group: pd.DataFrame) -> float:
     """Mean pairwise architecture distance between the ok trials' genotypes (NaN below 2)."""
     ok = group[ok_mask(group)]
-    genotypes = [g for g in ok["genotype"] if isinstance(g, list) and g]
+    genotypes = [g for g in ok.get("genotype", pd.Series(dtype=object)) if isinstance(g, list) and g]
     ops = _ops_of(group)
     if len(genotypes) < 2 or not ops:
         return float("nan")
@@ -70,11 +70,14 @@ def method_ranking(
     seed: int = 0,
     include_baselines: bool = True,
     baselines: Sequence[str] = ("lg-only", "nets-only", "random", "random-search"),
+    ci_method: str = "BCa",
 ) -> pd.DataFrame:
-    """One row per (dataset, space, op set, method, hp set), ranked within (dataset, space, op set)
-    by the median architecture score (1 = best; failed trials are counted in ``n_failed``)."""
+    """One row per row of the study (``GROUP_COLUMNS``: dataset, space, op set, method, hp set,
+    epochs, variant), ranked within (dataset, space, op set) by the median architecture score
+    (1 = best; failed trials are counted in ``n_failed``). ``summary`` must be a
+    ``summary_table`` by ``GROUP_COLUMNS``."""
     if summary is None:
-        summary = summary_table(df, GROUP_COLUMNS, n_boot=n_boot, seed=seed)
+        summary = summary_table(df, GROUP_COLUMNS, n_boot=n_boot, seed=seed, ci_method=ci_method)
     table = summary.merge(diagnostics(df, GROUP_COLUMNS), on=list(GROUP_COLUMNS), how="left")
     table["baseline"] = table["method"].isin(list(baselines))
     if not include_baselines:
@@ -88,12 +91,15 @@ def method_ranking(
         "rank",
         "method",
         "hp_set",
+        "epochs",
+        "variant",
         "baseline",
         "n",
         "n_failed",
         "median",
         "median_ci_low",
         "median_ci_high",
+        "median_ci_note",
         "mean",
         "max",
         "std",
@@ -102,6 +108,7 @@ def method_ranking(
         "spearman_p",
         "spearman_ci_low",
         "spearman_ci_high",
+        "spearman_note",
         "hessian_median",
         "param_free_mean",
         "seed_distance_mean",

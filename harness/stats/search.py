@@ -16,11 +16,13 @@ import pandas as pd
 
 from harness.stats._common import (
     GROUP_COLUMNS,
+    MIN_N_CI,
     as_list,
     bootstrap_ci,
     group_rng,
     iter_groups,
     join_notes,
+    mixed_settings,
     n_failed,
     ok_values,
 )
@@ -94,7 +96,9 @@ def random_search_steps(
 
     The pool is the group's ``random_method`` trials (all hp sets). With ``count_failed`` a
     failed random trial is a draw that did not improve (it still cost a training run). A
-    fixed ``target`` (e.g. the paper's 18.57) replaces the reference medians.
+    fixed ``target`` (e.g. the paper's 18.57) replaces the reference medians. A pool or
+    reference that mixes epochs or variants is not pooled (NaN and a note): add ``epochs`` and
+    ``variant`` to ``by`` for such studies.
     """
     cols = as_list(by)
     rows = []
@@ -103,8 +107,10 @@ def random_search_steps(
         ref_df = g[g["method"] == reference_method]
         if pool_df.empty and (ref_df.empty or target is not None):
             continue
-        pool = ok_values(pool_df, score)
-        failed = len(pool_df) - pool.size  # failed trials and ok ones without a score
+        pool_mixed = mixed_settings(pool_df, cols)
+        usable = pool_df.iloc[:0] if pool_mixed else pool_df  # different rows are never one pool
+        pool = ok_values(usable, score)
+        failed = len(usable) - pool.size  # failed trials and ok ones without a score
         if count_failed:
             pool = np.concatenate([pool, np.full(failed, -np.inf)])
         if target is not None:
@@ -112,8 +118,12 @@ def random_search_steps(
         else:
             targets = []
             for hp, rg in ref_df.groupby(ref_df["hp_set"].astype(object).fillna("-"), sort=True):
-                ref = ok_values(rg, score)
-                note = "" if ref.size else f"no ok {reference_method} trials"
+                ref_mixed = mixed_settings(rg, cols)
+                ref = ok_values(rg.iloc[:0] if ref_mixed else rg, score)
+                if ref_mixed:
+                    note = f"{reference_method}/{hp} {ref_mixed}: not pooled, no target"
+                else:
+                    note = "" if ref.size else f"no ok {reference_method} trials"
                 median = float(np.median(ref)) if ref.size else np.nan
                 targets.append((f"{reference_method}/{hp}", median, note))
             if not targets:
@@ -125,6 +135,8 @@ def random_search_steps(
             row["p_better"] = n_better / pool.size if pool.size else np.nan
             row["expected_steps"] = expected_steps(pool.size, n_better, replace)
             notes = [ref_note]
+            if pool_mixed:
+                notes.append(f"{random_method} trials {pool_mixed}: not pooled")
             if pool_df.empty:
                 notes.append(f"no {random_method} trials")
             if np.isfinite(tgt) and pool.size:
@@ -160,10 +172,15 @@ def ci_width_curve(
     n_repeats: int = 20,
     n_boot: int = 500,
     ci: float = 0.95,
-    min_n: int = 5,
+    min_n: int = MIN_N_CI,
     seed: int = 0,
+    ci_method: str = "BCa",
 ) -> pd.DataFrame:
-    """Mean bootstrap-CI width of ``statistic`` on random subsamples of n ok trials, per group."""
+    """Mean bootstrap-CI width of ``statistic`` on random subsamples of n ok trials, per group.
+
+    ``min_n`` is at least ``MIN_N_CI``: smaller subsamples have no CI to measure.
+    """
+    min_n = max(min_n, MIN_N_CI)
     cols = as_list(by)
     rows = []
     for labels, g in iter_groups(df, cols):
@@ -176,8 +193,11 @@ def ci_width_curve(
             widths = []
             for _ in range(n_repeats if n < values.size else 1):
                 sub = rng.choice(values, size=n, replace=False)
-                low, high = bootstrap_ci(sub, statistic, n_boot=n_boot, ci=ci, rng=rng)
+                low, high = bootstrap_ci(sub, statistic, n_boot=n_boot, ci=ci, rng=rng, method=ci_method)
                 widths.append(high - low)
+            widths = [w for w in widths if np.isfinite(w)]  # a subsample with no defined CI
+            if not widths:
+                continue
             row = {**labels, "n": n, "width_mean": float(np.mean(widths)), "width_std": float(np.std(widths))}
             rows.append(row)
     return pd.DataFrame(rows, columns=cols + ["n", "width_mean", "width_std"])
@@ -201,9 +221,10 @@ def seed_budget(
     n_repeats: int = 20,
     n_boot: int = 500,
     ci: float = 0.95,
-    min_n: int = 5,
+    min_n: int = MIN_N_CI,
     seed: int = 0,
     curve: pd.DataFrame | None = None,
+    ci_method: str = "BCa",
 ) -> pd.DataFrame:
     """Ok trials needed for the CI of ``statistic`` to be ``target_width`` wide, per group.
 
@@ -212,6 +233,7 @@ def seed_budget(
     Pass a ``ci_width_curve`` result as ``curve`` to reuse it.
     """
     cols = as_list(by)
+    min_n = max(min_n, MIN_N_CI)
     curve = (
         curve
         if curve is not None
@@ -226,6 +248,7 @@ def seed_budget(
             ci=ci,
             min_n=min_n,
             seed=seed,
+            ci_method=ci_method,
         )
     )
     rows = []
@@ -235,7 +258,7 @@ def seed_budget(
         row["target_width"] = target_width
         row.update(ci_width=np.nan, c=np.nan, n_needed=np.nan, n_trials_needed=np.nan, enough=None, note="")
         if values.size < min_n:
-            row["note"] = f"n_ok={values.size}<{min_n}: no estimate"
+            row["note"] = f"too few trials for a CI-width estimate (n_ok={values.size} < {min_n})"
             rows.append(row)
             continue
         mask = np.ones(len(curve), dtype=bool)
