@@ -182,11 +182,11 @@ def test_resume_after_killed_run(tmp_path):
     "text, message",
     [
         ("name: x\nrows:\n  - {dataset: blur, space: sequential, op_set: good, method: dass}\n", "Did you mean 'das'"),
-        ("name: x\ntrials: two\nrows: []\n", "trials must be an integer"),
+        ("name: x\ntrials: two\nrows: []\n", "trials: Input should be a valid integer"),
         ("name: x\nrows:\n  - {dataset: blur, space: sequential, op_set: good, method: das, hp_set: H9}\n",
          "Known hyperparameter sets: H1"),
         ("name: x\nrows:\n  - {dataset: blur, space: sequential, op_set: good, method: das, lr: 1}\n",
-         "unknown key(s) lr"),
+         "rows[0].lr: unknown key"),
         ("name: x\nrows:\n  - {dataset: blur, space: sequential, op_set: good, method: das,"
          " hp_overrides: {alpha_lr: -1}}\n", "alpha_lr must be > 0"),
         ("name: x\nrows: [\n", "not valid YAML"),

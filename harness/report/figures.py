@@ -10,77 +10,72 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from harness.report.tables import label, order_key, ordered
-from harness.stats import alpha_probabilities, correlate, fit_inverse_sqrt, iter_groups, op_frequencies
+from harness.report.identity import LEVEL_COLUMNS, ROW_COLUMNS, identity_key, n_lines, row_label
+from harness.report.tables import label, ordered
+from harness.stats import correlate, fit_inverse_sqrt, iter_groups, op_frequencies
 from harness.stats._common import n_failed, ok_pairs, ok_values
 
-ROW_COLUMNS = ("space", "op_set", "method", "hp_set")
+# What one scatter panel holds: a row less its op set (op sets are the colours).
+PANEL_COLUMNS = ("space", "method", "hp_set", "epochs", "variant")
 DPI = 100
+WRAP = 60  # characters per line of a row label in a figure
 
 
 def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "x"
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_png(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
     return path
 
 
-def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
+def grid_shape(n: int, max_cols: int = 3) -> tuple[int, int]:
     cols = min(max_cols, max(n, 1))
     return math.ceil(max(n, 1) / cols), cols
 
 
 def _message_figure(path: Path, title: str, message: str) -> Path:
-    fig = _new_figure(6, 2.5)
+    fig = new_figure(6, 2.5)
     ax = fig.add_subplot()
     ax.set_axis_off()
     ax.set_title(title)
     ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, transform=ax.transAxes)
-    return _save(fig, path)
-
-
-def row_label(labels: dict, columns: Sequence[str] = ROW_COLUMNS) -> str:
-    return " / ".join(label(c, labels[c]) if c == "method" else str(labels[c]) for c in columns)
+    return save_png(fig, path)
 
 
 def scatter_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: list[str]) -> Path:
-    """Figs 3-8: architecture score vs one-shot score, one panel per (space, method, hp set).
+    """Figs 3-8: architecture score vs one-shot score, one panel per row less its op set.
 
     Op sets are colours, each with its least-squares line and Spearman/Pearson in the legend.
     Always writes the PNG (a message panel if no trial has a one-shot score).
     """
     sub = df[df["dataset"] == dataset]
     panels = []
-    for labels, g in iter_groups(sub, ("space", "method", "hp_set")):
+    for labels, g in iter_groups(sub, PANEL_COLUMNS):
         if ok_pairs(g, "oneshot_score", "arch_score")[0].size:
             panels.append((labels, g))
     if not panels:
         notes.append(f"scatter {dataset}: no trial has both a one-shot and an architecture score")
         message = "no one-shot scores (baselines only or all failed)"
         return _message_figure(path, label("dataset", dataset), message)
-    panels = sorted(panels, key=lambda p: tuple(order_key(c, p[0][c]) for c in ("space", "method", "hp_set")))
-    nrows, ncols = _grid(len(panels))
-    fig = _new_figure(4.6 * ncols, 3.8 * nrows)
+    panels = sorted(panels, key=lambda p: identity_key(p[0], PANEL_COLUMNS))
+    nrows, ncols = grid_shape(len(panels))
+    fig = new_figure(4.6 * ncols, 3.8 * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, (labels, g) in zip(axes, panels, strict=False):
         for i, op_set in enumerate(ordered("op_set", g["op_set"])):
@@ -90,14 +85,14 @@ def scatter_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: list[str]
                 continue
             res = correlate(x, y, n_boot=0)
             color = f"C{i}"
-            rho, r = _num(res["spearman_rho"]), _num(res["pearson_r"])
+            rho, r = num_text(res["spearman_rho"]), num_text(res["pearson_r"])
             text = f"{label('op_set', op_set)} n={x.size}: Spearman ρ={rho}, Pearson r={r}"
             ax.scatter(x, y, s=14, alpha=0.7, color=color, label=text)
             if np.isfinite(res["slope"]):
                 xs = np.linspace(x.min(), x.max(), 2)
                 ax.plot(xs, res["intercept"] + res["slope"] * xs, color=color, lw=1.2)
         failed = n_failed(g)
-        title = f"{labels['space']} / {label('method', labels['method'])} / {labels['hp_set']}"
+        title = row_label(labels, PANEL_COLUMNS, wrap=WRAP)
         ax.set_title(title + (f"\n({failed} failed trial(s) not shown)" if failed else ""), fontsize=9)
         ax.set_xlabel("one-shot validation PSNR")
         ax.set_ylabel("architecture validation PSNR")
@@ -106,10 +101,10 @@ def scatter_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: list[str]
     for ax in axes[len(panels) :]:
         ax.set_axis_off()
     fig.suptitle(f"{label('dataset', dataset)}: architecture vs one-shot score")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
-def _num(value: float) -> str:
+def num_text(value: float) -> str:
     return "nan" if not np.isfinite(value) else f"{value:.2f}"
 
 
@@ -117,17 +112,17 @@ def _rows(df: pd.DataFrame) -> list[tuple[str, np.ndarray, int]]:
     rows = []
     for labels, g in iter_groups(df, ROW_COLUMNS):
         rows.append((labels, ok_values(g, "arch_score"), n_failed(g)))
-    rows.sort(key=lambda r: tuple(order_key(c, r[0][c]) for c in ROW_COLUMNS))
-    return [(row_label(lab) + (f" ({f} failed)" if f else ""), v, f) for lab, v, f in rows]
+    rows.sort(key=lambda r: identity_key(r[0], ROW_COLUMNS))
+    return [(row_label(lab, wrap=WRAP) + (f" ({f} failed)" if f else ""), v, f) for lab, v, f in rows]
 
 
 def distributions_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: list[str]) -> Path | None:
-    """Box + strip plot of architecture scores per row (space / op set / method / hp set)."""
+    """Box + strip plot of architecture scores per row (space / op set / method / hp set / epochs / variant)."""
     rows = _rows(df[df["dataset"] == dataset])
     if not any(v.size for _, v, _ in rows):
         notes.append(f"distributions {dataset}: no ok trials")
         return None
-    fig = _new_figure(9, 1.0 + 0.45 * len(rows))
+    fig = new_figure(9, 1.0 + len(rows) * max(0.45, 0.14 * n_lines([n for n, _, _ in rows])))
     ax = fig.add_subplot()
     rng = np.random.default_rng(0)
     for i, (_, v, _) in enumerate(rows):
@@ -141,7 +136,7 @@ def distributions_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: lis
     ax.set_xlabel("architecture validation PSNR")
     ax.set_title(f"{label('dataset', dataset)}: distribution over trials (ok trials only)")
     ax.grid(axis="x", alpha=0.3)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _hbox(ax, values: np.ndarray, position: int) -> None:
@@ -161,7 +156,8 @@ def ecdf_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: list[str]) -
     if not panels:
         notes.append(f"ECDF {dataset}: no ok trials")
         return None
-    fig = _new_figure(6.5 * len(panels), 4.5)
+    legend_lines = max(sum(name.count("\n") + 1 for name, _, _ in rows) for _, rows in panels)
+    fig = new_figure(6.5 * len(panels), max(4.5, 1.5 + 0.11 * legend_lines))  # the legend must fit
     axes = fig.subplots(1, len(panels), squeeze=False).ravel()
     for ax, (space, rows) in zip(axes, panels, strict=False):
         for i, (name, v, _) in enumerate(rows):
@@ -173,85 +169,55 @@ def ecdf_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: list[str]) -
         ax.set_ylabel("fraction of ok trials ≤ x")
         ax.legend(fontsize=6, loc="upper left")
         ax.grid(alpha=0.3)
-    return _save(fig, path)
-
-
-def alpha_trajectories(record: pd.Series, path: Path, notes: list[str]) -> Path | None:
-    """Softmax op probabilities over epochs (epoch 0 = init): one panel per op, one line per position.
-
-    Panels per op rather than per position keep the figure readable (and quick to draw) for
-    the 30 edges of the non-sequential space too.
-    """
-    res = alpha_probabilities(record)
-    if res is None:
-        notes.append(f"alphas {record.get('trial_id')}: no usable alpha history")
-        return None
-    probs, ops, positions = res
-    nrows, ncols = _grid(len(ops), max_cols=len(ops) if len(ops) <= 5 else 3)
-    fig = _new_figure(3.2 * ncols + 1.2, 2.8 * nrows + 0.6)
-    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True).ravel()
-    epochs = np.arange(probs.shape[0])
-    colors = colormaps["viridis"](np.linspace(0, 0.95, len(positions)))
-    for k, ax in enumerate(axes):
-        if k >= len(ops):
-            ax.set_axis_off()
-            continue
-        for p in range(len(positions)):
-            ax.plot(epochs, probs[:, p, k], color=colors[p], lw=1, label=positions[p])
-        ax.set_title(f"p({ops[k]})", fontsize=9)
-        ax.set_ylim(0, 1)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    if len(positions) <= 12:
-        axes[len(ops) - 1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    else:
-        mappable = ScalarMappable(norm=Normalize(0, len(positions) - 1), cmap="viridis")
-        fig.colorbar(mappable, ax=list(axes[: len(ops)]), label="position index (see extra.positions)")
-    score = record.get("arch_score")
-    score = float(score) if score is not None else np.nan
-    what = " / ".join(str(record.get(c)) for c in ("dataset", "space", "op_set", "method", "hp_set"))
-    fig.suptitle(f"{what} / seed {record.get('seed')}: arch score {_num(score)}", fontsize=9)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def op_frequency_figure(
     df: pd.DataFrame, dataset: str, space: str, path: Path, notes: list[str]
 ) -> Path | None:
-    """One heatmap: rows = (op set / method / hp set, op), columns = positions, colour = fraction
+    """One heatmap: rows = (op set / method / hp set / epochs / variant, op), columns = positions, colour = fraction
     of ok trials' genotypes that chose the op there."""
     sub = df[(df["dataset"] == dataset) & (df["space"] == space)]
-    keys = ["op_set", "method", "hp_set"]
+    keys = list(ROW_COLUMNS[1:])
     freq = op_frequencies(sub, keys)
     if freq.empty:
         notes.append(f"op frequencies {dataset}/{space}: no genotypes of ok trials")
         return None
     groups = sorted(
         {tuple(r) for r in freq[keys].itertuples(index=False)},
-        key=lambda k: tuple(order_key(c, v) for c, v in zip(keys, k, strict=True)),
+        key=lambda k: identity_key(dict(zip(keys, k, strict=True)), keys),
     )
     n_pos = int(freq["position_index"].max()) + 1
-    blocks, ylabels, edges = [], [], []
+    blocks, ylabels, edges, blocks_of = [], [], [], []
     for key in groups:
-        part = freq[(freq["op_set"] == key[0]) & (freq["method"] == key[1]) & (freq["hp_set"] == key[2])]
+        part = freq[(freq[keys] == pd.Series(key, index=keys)).all(axis=1)]
         table = part.pivot_table(index="op", columns="position_index", values="freq", fill_value=0.0)
         table = table.reindex(columns=range(n_pos), fill_value=0.0)
         n_geno = int(part["n_genotypes"].iloc[0])
         blocks.append(table.to_numpy())
-        row = f"{key[0]} / {label('method', key[1])} / {key[2]} (n={n_geno})"
-        ylabels += [f"{row}: {op}" for op in table.index]
+        name = row_label(dict(zip(keys, key, strict=True)), keys, wrap=WRAP)
+        blocks_of.append((f"{name} (n={n_geno})", len(ylabels)))
+        ylabels += [str(op) for op in table.index]
         edges.append(len(ylabels))
     matrix = np.vstack(blocks)
     positions = freq.drop_duplicates("position_index").set_index("position_index")["position"]
-    fig = _new_figure(min(3.0 + 0.3 * n_pos, 16), 1.2 + 0.17 * len(ylabels))
+    # Each block's row label sits left of its op names: rows tall enough for its wrapped lines.
+    fewest_ops = min(b.shape[0] for b in blocks)
+    row_height = max(0.17, 0.1 * n_lines([name for name, _ in blocks_of]) / fewest_ops)
+    fig = new_figure(min(6.0 + 0.3 * n_pos, 19), 1.2 + row_height * len(ylabels))
     ax = fig.add_subplot()
     image = ax.imshow(matrix, aspect="auto", vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
     ax.set_yticks(range(len(ylabels)), ylabels, fontsize=6)
     ax.set_xticks(range(n_pos), [str(positions.get(i, i)) for i in range(n_pos)], rotation=90, fontsize=6)
     for e in edges[:-1]:
         ax.axhline(e - 0.5, color="white", lw=1.5)
+    for (name, start), end in zip(blocks_of, edges, strict=True):
+        centre = (start + end - 1) / 2
+        ax.annotate(name, xy=(0, centre), xycoords=("axes fraction", "data"), xytext=(-36, 0),
+                    textcoords="offset points", ha="right", va="center", fontsize=6)
     fig.colorbar(image, ax=ax, shrink=0.8, label="fraction of genotypes")
     ax.set_title(f"{label('dataset', dataset)} / {space}: chosen op per position", fontsize=9)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def seed_budget_figure(curve: pd.DataFrame, budget: pd.DataFrame, dataset: str, path: Path) -> Path | None:
@@ -260,18 +226,19 @@ def seed_budget_figure(curve: pd.DataFrame, budget: pd.DataFrame, dataset: str, 
     if sub.empty:
         return None
     spaces = ordered("space", sub["space"])
-    fig = _new_figure(6.5 * len(spaces), 4.8)
+    fig = new_figure(6.5 * len(spaces), 4.8)
     axes = fig.subplots(1, len(spaces), squeeze=False, sharey=True).ravel()
     target = budget["target_width"].dropna()
     for ax, space in zip(axes, spaces, strict=True):
         groups = list(iter_groups(sub[sub["space"] == space], ROW_COLUMNS[1:]))
-        groups.sort(key=lambda p: tuple(order_key(c, v) for c, v in p[0].items()))
+        groups.sort(key=lambda p: identity_key(p[0], ROW_COLUMNS[1:]))
         for i, (labels, g) in enumerate(groups):
             color, style = f"C{i % 10}", "-" if i < 10 else "--"
             ax.plot(g["n"], g["width_mean"], "o", color=color, ms=3)
             c = fit_inverse_sqrt(g["n"], g["width_mean"])
             ns = np.linspace(g["n"].min(), max(g["n"].max(), 75), 50)
-            ax.plot(ns, c / np.sqrt(ns), style, color=color, lw=1, label=row_label(labels, ROW_COLUMNS[1:]))
+            name = row_label(labels, ROW_COLUMNS[1:], wrap=WRAP)
+            ax.plot(ns, c / np.sqrt(ns), style, color=color, lw=1, label=name)
         if not target.empty:
             ax.axhline(float(target.iloc[0]), color="k", lw=0.8, ls=":", label="target width")
         ax.set_xlabel("ok trials n")
@@ -280,32 +247,7 @@ def seed_budget_figure(curve: pd.DataFrame, budget: pd.DataFrame, dataset: str, 
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("95% CI width of the median")
     fig.suptitle("Seed budget: points = subsample bootstrap, lines = c/√n fit", fontsize=10)
-    return _save(fig, path)
-
-
-def pick_alpha_trials(df: pd.DataFrame, limit: int) -> list[pd.Series]:
-    """Best and worst ok trial per row with alpha histories, up to ``limit``.
-
-    Rows are visited in paper order, first one hp set per (dataset, space, op set, method),
-    so a small sample still covers the data sets and op sets.
-    """
-    if "alpha_history" not in df.columns or limit <= 0:
-        return []
-    has = df[df["alpha_history"].map(lambda h: isinstance(h, list) and len(h) > 0) & (df["status"] == "ok")]
-    groups = list(iter_groups(has, ("dataset", *ROW_COLUMNS)))
-    groups.sort(key=lambda p: tuple(order_key(c, v) for c, v in p[0].items()))
-    seen: set[tuple] = set()
-    first, rest = [], []
-    for labels, g in groups:
-        cell = tuple(labels[c] for c in ("dataset", "space", "op_set", "method"))
-        (rest if cell in seen else first).append(g)
-        seen.add(cell)
-    picked: list[pd.Series] = []
-    for g in first + rest:
-        scored = g.dropna(subset=["arch_score"]).sort_values("arch_score")
-        candidates = [scored.iloc[-1], scored.iloc[0]] if len(scored) > 1 else [g.iloc[0]]
-        picked.extend(candidates[: limit - len(picked)])
-    return picked
+    return save_png(fig, path)
 
 
 def method_ranking_figure(ranking: pd.DataFrame, dataset: str, path: Path, notes: list[str]) -> Path | None:
@@ -316,13 +258,15 @@ def method_ranking_figure(ranking: pd.DataFrame, dataset: str, path: Path, notes
     if not panels:
         notes.append(f"method ranking ({dataset}): no group with a finite median")
         return None
-    height = sum(0.28 * len(g) + 1.2 for _, g in panels)
-    fig = _new_figure(11, max(height, 3))
+    names_of = [[row_label(r, LEVEL_COLUMNS, wrap=WRAP) for r in g.to_dict("records")] for _, g in panels]
+    per_row = max(0.28, 0.12 * n_lines([n for names in names_of for n in names]))
+    height = sum(per_row * len(g) + 1.2 for _, g in panels)
+    fig = new_figure(11, max(height, 3))
     grid = fig.add_gridspec(len(panels), 2, width_ratios=(3, 2), height_ratios=[len(g) + 3 for _, g in panels])
     for i, (labels, group) in enumerate(panels):
         group = group.sort_values("rank", ascending=False, na_position="first")
         y = np.arange(len(group))
-        names = [f"{label('method', m)} / {h}" for m, h in zip(group["method"], group["hp_set"])]
+        names = [row_label(r, LEVEL_COLUMNS, wrap=WRAP) for r in group.to_dict("records")]
         colours = ["0.6" if b else "C0" for b in group["baseline"]]
         panels_of_row = (
             (grid[i, 0], "median", "median_ci_low", "median_ci_high", "median arch. score, 95% CI"),
@@ -344,4 +288,4 @@ def method_ranking_figure(ranking: pd.DataFrame, dataset: str, path: Path, notes
                 ax.axvline(0, color="0.3", lw=0.8)
                 ax.set_xlim(-1.05, 1.05)
     fig.suptitle(f"{label('dataset', dataset)}: methods ranked by median architecture score")
-    return _save(fig, path)
+    return save_png(fig, path)

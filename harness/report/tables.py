@@ -3,7 +3,8 @@
 Layouts follow [001]: Table 1/2 (rows = op set x method, columns = Max/Mean/Med per data
 set, plus runtime) and Table 3/4 (rows = data set x hp set, columns = Max/Mean/Med for good
 vs all ops). We add n and n_failed because a row over 60 ok trials out of 75 is not the
-same evidence as 75 out of 75.
+same evidence as 75 out of 75. One table per (epochs, variant) slice, headed with both, and a
+caption that says whether the paper's 50-epoch numbers in parentheses are our rows' counterpart.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
-from harness.report.paper_tables import HP_TABLE, METHOD_TABLE, paper_row
+from harness.report.paper_tables import HP_TABLE, METHOD_TABLE, PAPER_EPOCHS, paper_row
 
 BASELINE_METHODS = ("lg-only", "nets-only", "random", "random-search")
 ORDER = {
@@ -31,6 +32,7 @@ ORDER = {
         "BOHB-Non-Seq-one-shot-Blur",
         "BOHB-Non-Seq-Blur",
     ],
+    "variant": ["-"],  # rows without overrides first
 }
 LABELS = {
     "dataset": {"blur": "Blur", "downsampling": "Downsampling"},
@@ -46,6 +48,7 @@ LABELS = {
 STAT_COLUMNS = (("max", "Max."), ("mean", "Mean"), ("median", "Med."))
 CELL_NAMES = ("Max.", "Mean", "Med.", "n", "failed")
 ROW_KEYS = ["op_set", "method", "hp_set"]
+SLICE_KEYS = ("epochs", "variant")
 
 
 def label(column: str, value) -> str:
@@ -53,9 +56,15 @@ def label(column: str, value) -> str:
 
 
 def order_key(column: str, value) -> tuple:
-    """Paper order first, then unknown values alphabetically."""
+    """Paper order first, then unknown values: numbers by value (epochs 5 < 50), others alphabetically."""
     known = ORDER.get(column, [])
-    return (known.index(value), "") if value in known else (len(known), str(value))
+    if value in known:
+        return (known.index(value), 0.0, "")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.inf
+    return (len(known), number if math.isfinite(number) else math.inf, str(value))
 
 
 def sort_groups(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
@@ -98,17 +107,75 @@ def _lookup(summary: pd.DataFrame, **labels) -> pd.Series | None:
     return None if hit.empty else hit.iloc[0]
 
 
-def method_table(summary: pd.DataFrame, runtime: pd.DataFrame, space: str) -> pd.DataFrame:
-    """Table 1/2 layout for one search space from a ``describe_scores`` table by GROUP_COLUMNS.
+def paper_slices(summary: pd.DataFrame) -> list[tuple[dict, pd.DataFrame]]:
+    """The summary split by (epochs, variant), in order: one paper-layout table per slice.
 
-    ``runtime`` is ``describe_scores`` by (space, op_set, method, hp_set): one mean runtime
-    per row over all data sets, as in the paper.
+    Why: a paper-layout table puts one number per cell; rows at different budgets or with
+    different overrides must not share a table where their cells would read as one row.
+    """
+    keys = sort_groups(summary[list(SLICE_KEYS)].drop_duplicates(), list(SLICE_KEYS))
+    out = []
+    for _, key in keys.iterrows():
+        mask = (summary["epochs"] == key["epochs"]) & (summary["variant"] == key["variant"])
+        out.append(({c: key[c] for c in SLICE_KEYS}, summary[mask]))
+    return out
+
+
+def slice_title(labels: dict, hp_sets: Iterable[str]) -> str:
+    """``'50 epochs, H1'`` (``'hp sets H1, H2'`` for several), then the overrides if any."""
+    hp = ordered("hp_set", hp_sets)
+    text = f"{epochs_text(labels['epochs'])}, {hp[0] if len(hp) == 1 else 'hp sets ' + ', '.join(map(str, hp))}"
+    variant = labels.get("variant", "-")
+    return f"{text}, overrides {variant}" if has_variant(variant) else text
+
+
+def paper_caption(labels: dict, table_no: int | None) -> str:
+    """Says what the parenthesized paper numbers are, and whether they are our rows' counterpart."""
+    if table_no is None:
+        return f"Ours: {epochs_text(labels['epochs'])}. [001] has no table for this space."
+    ours = f"Ours: {epochs_text(labels['epochs'])}; in parentheses [001] Table {table_no}, at {PAPER_EPOCHS} epochs"
+    differs = []
+    if not _same_epochs(labels["epochs"]):
+        differs.append(f"our search ran {epochs_text(labels['epochs'])}, not {PAPER_EPOCHS}")
+    if has_variant(labels.get("variant")):
+        differs.append(f"our rows override {labels['variant']}, the paper used the plain hp set")
+    if differs:
+        return f"{ours}. Not directly comparable: {'; '.join(differs)}."
+    return f"{ours}, same budget and hp set (no overrides)."
+
+
+def epochs_text(epochs) -> str:
+    """``'50 epochs'``; ``'? epochs'`` when a record did not say."""
+    try:
+        return f"{int(epochs)} epochs"
+    except (TypeError, ValueError):
+        return "? epochs"
+
+
+def has_variant(variant) -> bool:
+    """Whether a row has overrides (``variant`` is '-' or empty without)."""
+    return isinstance(variant, str) and variant.strip() not in ("", "-")
+
+
+def _same_epochs(epochs) -> bool:
+    try:
+        return int(epochs) == PAPER_EPOCHS
+    except (TypeError, ValueError):
+        return False
+
+
+def method_table(summary: pd.DataFrame, runtime: pd.DataFrame, space: str) -> pd.DataFrame:
+    """Table 1/2 layout for one search space and one ``paper_slices`` slice of the summary.
+
+    ``runtime`` is ``describe_scores`` by (space, op_set, method, hp_set, epochs, variant): one
+    mean runtime per row over all data sets, as in the paper.
     """
     sub = summary[summary["space"] == space]
     table_no = METHOD_TABLE.get(space)
     datasets = ordered("dataset", sub["dataset"])
     rows_keys = sort_groups(sub[ROW_KEYS].drop_duplicates(), ROW_KEYS)
     show_hp = bool((rows_keys.groupby(["op_set", "method"]).size() > 1).any())
+    same = {c: sub[c].iloc[0] for c in SLICE_KEYS} if len(sub) else {}
     out = []
     for _, key in rows_keys.iterrows():
         cells = {"op set": label("op_set", key["op_set"]), "method": label("method", key["method"])}
@@ -119,7 +186,7 @@ def method_table(summary: pd.DataFrame, runtime: pd.DataFrame, space: str) -> pd
             ref = paper_row(table_no, d, key["op_set"], key["method"], key["hp_set"]) if table_no else None
             for name, value in zip(CELL_NAMES, _cell_stats(row, ref), strict=True):
                 cells[f"{label('dataset', d)} {name}"] = value
-        rt = _lookup(runtime, space=space, op_set=key["op_set"], method=key["method"], hp_set=key["hp_set"])
+        rt = _lookup(runtime, space=space, **key[ROW_KEYS].to_dict(), **same)
         ref = paper_row(table_no, datasets[0], *key[ROW_KEYS]) if table_no else None
         ref_rt = ref.get("runtime_s") if ref else None
         ours_rt = rt["runtime_mean_s"] if rt is not None else math.nan
@@ -129,7 +196,7 @@ def method_table(summary: pd.DataFrame, runtime: pd.DataFrame, space: str) -> pd
 
 
 def hp_table(summary: pd.DataFrame, space: str) -> pd.DataFrame:
-    """Table 3/4 layout (search methods only): rows data set x hp set, good vs all ops."""
+    """Table 3/4 layout (search methods only) for one slice: rows data set x hp set, good vs all ops."""
     sub = summary[(summary["space"] == space) & ~summary["method"].isin(BASELINE_METHODS)]
     table_no = HP_TABLE.get(space)
     op_sets = ordered("op_set", sub["op_set"])
@@ -164,6 +231,8 @@ def correlation_table(summary: pd.DataFrame) -> pd.DataFrame:
                 "ops": r["op_set"],
                 "method": label("method", r["method"]),
                 "hp set": r["hp_set"],
+                "epochs": r.get("epochs", "-"),
+                "variant": r.get("variant", "-"),
                 "pairs": int(r["n_pairs"]),
                 "Spearman ρ [95% CI]": f"{fmt(r['spearman_rho'])} [{fmt(r['spearman_ci_low'])}, "
                 f"{fmt(r['spearman_ci_high'])}]",
@@ -172,10 +241,15 @@ def correlation_table(summary: pd.DataFrame) -> pd.DataFrame:
                 f"{fmt(r['pearson_ci_high'])}]",
                 "slope": fmt(r["slope"]),
                 "Kendall τ": fmt(r["kendall_tau"]),
-                "note": r["spearman_note"] or r["pearson_note"],
+                "note": _note(r.get("spearman_note")) or _note(r.get("pearson_note")),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _note(value) -> str:
+    """A ``*_note`` cell as text: NaN (no note, or a column the stats did not fill) is empty."""
+    return value if isinstance(value, str) else ""
 
 
 def display_numbers(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
@@ -190,7 +264,7 @@ def display_numbers(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
 def to_markdown(df: pd.DataFrame) -> str:
     if df.empty:
         return "_(no rows)_\n"
-    lines = ["| " + " | ".join(str(c) for c in df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines = ["| " + " | ".join(_md_cell(c) for c in df.columns) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 

@@ -1,0 +1,341 @@
+"""The report's sections, each written to markdown and self-contained HTML at once.
+
+Every table names a row by its full identity (``ROW_IDENTITY``): epochs and overrides are
+columns or part of a row's label, so two rows that differ only there never look like one.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from harness.report import figures as fg
+from harness.report.identity import ROW_IDENTITY, row_label
+from harness.report.paper_tables import HP_TABLE, METHOD_TABLE, PAPER_RANDOM_SEARCH_STEPS
+from harness.report.tables import (
+    BASELINE_METHODS,
+    correlation_table,
+    fmt,
+    hp_table,
+    label,
+    method_table,
+    ordered,
+    paper_caption,
+    paper_slices,
+    slice_title,
+    sort_groups,
+    to_html,
+    to_markdown,
+)
+from harness.runner.store import TRIALS_FILE
+from harness.stats._common import MIN_N_CI, iter_groups, ok_mask
+from harness.stats.alpha_motion import FROZEN_THRESHOLD
+from harness.stats.correlation import MIN_N_CORRELATION
+
+MAX_COMPARISON_ROWS = 80
+CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}
+table{border-collapse:collapse;font-size:12px;margin:0.5em 0 1.5em}
+th,td{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f0f0f0}
+td:first-child,th:first-child{text-align:left}
+img{max-width:100%}figure{margin:1em 0}figcaption{font-size:12px;color:#555}
+p.warning{color:#8a1c00;font-weight:bold}
+"""
+
+
+class Doc:
+    """The report as sections, rendered both to markdown and to self-contained HTML."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.md: list[str] = []
+        self.html: list[str] = []
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.md.append(f"{'#' * level} {text}\n")
+        self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
+
+    def text(self, text: str) -> None:
+        self.md.append(text + "\n")
+        self.html.append(f"<p>{html.escape(text)}</p>")
+
+    def warning(self, text: str) -> None:
+        """A sentence a reader must not miss: bold in markdown, highlighted in HTML."""
+        self.md.append(f"**Warning: {text}**\n")
+        self.html.append(f"<p class='warning'>Warning: {html.escape(text)}</p>")
+
+    def table(self, df: pd.DataFrame) -> None:
+        self.md.append(to_markdown(df))
+        self.html.append(to_html(df))
+
+    def figure(self, path: Path | None, caption: str = "") -> None:
+        if path is None:
+            return
+        rel = path.relative_to(self.folder).as_posix()
+        self.md.append(f"![{caption or path.stem}]({rel})\n")
+        data = base64.b64encode(path.read_bytes()).decode()
+        alt = html.escape(caption or path.stem)
+        image = f'<img alt="{alt}" src="data:image/png;base64,{data}"/>'
+        self.html.append(f"<figure>{image}<figcaption>{alt}</figcaption></figure>")
+
+    def page(self, title: str) -> str:
+        return (
+            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style></head><body>{''.join(self.html)}</body></html>\n"
+        )
+
+
+def _identity_cells(r: pd.Series | dict, columns=ROW_IDENTITY) -> dict:
+    """The identity of a table row as display cells (data set and method by their paper names)."""
+    names = {"dataset": "data", "op_set": "ops", "hp_set": "hp set"}
+    return {names.get(c, c): label(c, r[c]) if c in ("dataset", "method") else r[c] for c in columns}
+
+
+def header(doc: Doc, folder: Path, df: pd.DataFrame, motion: pd.DataFrame) -> None:
+    failed = int((~ok_mask(df)).sum())
+    doc.heading(f"Study {folder.name}", 1)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    doc.text(f"{len(df)} trials ({failed} failed) in {folder}; generated {stamp} from {TRIALS_FILE}.")
+    doc.text(
+        "Scores are architecture validation PSNR of ok trials; n counts all trials, failed trials are "
+        "counted but never enter a statistic. A row is (data set, space, op set, method, hp set, epochs, "
+        "variant); variant is the text of the row's overrides and options, '-' for none. Cells read "
+        "'ours (paper)' where [001] publishes a number; every paper table says the epochs both sides used."
+    )
+    frozen = int(motion["frozen"].eq(True).sum()) if len(motion) else 0  # None: not measurable
+    if frozen:
+        doc.warning(
+            f"in {frozen} row(s) alpha essentially did not move during the search; see 'How far alpha moved'."
+        )
+
+
+def paper_layout(doc: Doc, summary: pd.DataFrame, runtime: pd.DataFrame) -> None:
+    """Tables 1-4 layouts, one table per (epochs, variant) slice, each headed with both."""
+    for space in ordered("space", summary["space"]):
+        for labels, part in paper_slices(summary[summary["space"] == space]):
+            no = METHOD_TABLE.get(space)
+            what = slice_title(labels, part.loc[~part["method"].isin(BASELINE_METHODS), "hp_set"])
+            title = f"Table {no} layout: methods" if no else "Methods"
+            doc.heading(f"{title}, {space} space ({what})")
+            doc.text(paper_caption(labels, no))
+            doc.table(method_table(part, runtime, space))
+            search = part[~part["method"].isin(BASELINE_METHODS)]
+            if not search.empty:
+                no = HP_TABLE.get(space)
+                title = f"Table {no} layout: hyperparameter sets" if no else "Hyperparameter sets"
+                doc.heading(f"{title}, {space} space ({slice_title(labels, search['hp_set'])})")
+                doc.text(paper_caption(labels, no))
+                doc.table(hp_table(part, space))
+
+
+def ranks_methods(ranking: pd.DataFrame) -> bool:
+    """Whether some (dataset, space, op set) holds at least three search rows to rank."""
+    search = ranking[~ranking["baseline"]]
+    return bool(len(search)) and int(search.groupby(["dataset", "space", "op_set"]).size().max()) >= 3
+
+
+def methods_section(doc: Doc, ranking: pd.DataFrame, figs: dict, datasets: list[str]) -> None:
+    if not ranks_methods(ranking):
+        return
+    doc.heading("Methods ranked by median architecture score")
+    doc.text(
+        "Rank 1 = highest median retrained-architecture score within its data set, space and op set; "
+        f"CIs are scipy BCa bootstrap intervals (percentile where BCa is undefined; see the note columns); "
+        f"groups under {MIN_N_CI} ok trials get no CI and under {MIN_N_CORRELATION} no correlation. "
+        "Spearman: one-shot vs architecture score over the "
+        "method's trials (the paper's question, asked of every method). Hessian: median dominant "
+        "eigenvalue of the validation loss w.r.t. alpha at the end of search. Seed distance: mean pairwise "
+        "DARTOpti architecture distance between the genotypes of different seeds."
+    )
+    cols = {
+        "rank": "rank", "method": "method", "hp_set": "hp set", "epochs": "epochs", "variant": "variant",
+        "n": "n", "n_failed": "failed", "median": "median", "median_ci_low": "CI low",
+        "median_ci_high": "CI high", "max": "max", "spearman_rho": "Spearman", "spearman_p": "p",
+        "hessian_median": "Hessian", "param_free_mean": "param-free ops", "seed_distance_mean": "seed distance",
+        "runtime_mean_s": "runtime s",
+    }
+    for labels, group in iter_groups(ranking, ("dataset", "space", "op_set")):
+        doc.heading(f"{label('dataset', labels['dataset'])}, {labels['space']} space, {labels['op_set']} ops", 3)
+        table = group[[c for c in cols if c in group.columns]].rename(columns=cols).copy()
+        table["method"] = [label("method", m) for m in table["method"]]
+        doc.table(table)
+    for d in datasets:
+        doc.figure(figs.get(f"methods_{fg.safe_name(d)}"), f"{label('dataset', d)}: methods ranked")
+
+
+def correlation_section(doc: Doc, summary: pd.DataFrame, figs: dict, datasets: list[str]) -> None:
+    doc.heading("One-shot vs architecture score (Figs 3-8)")
+    table = correlation_table(summary)
+    if table.empty:
+        doc.text("No group has one-shot scores (baselines only, or all trials failed).")
+    else:
+        doc.table(table)
+    for d in datasets:
+        doc.figure(figs.get(f"scatter_{fg.safe_name(d)}"), f"{label('dataset', d)}: arch vs one-shot score")
+
+
+def distribution_section(doc: Doc, figs: dict, datasets: list[str]) -> None:
+    doc.heading("Distributions over trials")
+    for d in datasets:
+        tag = fg.safe_name(d)
+        doc.figure(figs.get(f"distribution_{tag}"), f"{label('dataset', d)}: box and strip plot per row")
+        doc.figure(figs.get(f"ecdf_{tag}"), f"{label('dataset', d)}: empirical CDF per row")
+
+
+def comparison_section(doc: Doc, comparisons: pd.DataFrame) -> None:
+    doc.heading("Method comparisons (same data set, space and op set)")
+    if comparisons.empty:
+        doc.text("Fewer than two rows per data set, space and op set: nothing to compare.")
+        return
+    doc.text("A and B name a row as method/hp set, epochs and, when set, its overrides.")
+    # Per data set / space / op set, the reference is its first level (e.g. das/H1) vs the rest.
+    cell = ["dataset", "space", "op_set"]
+    reference = comparisons.groupby(cell, sort=False)["a"].transform("first")
+    shown = comparisons[comparisons["a"] == reference].head(MAX_COMPARISON_ROWS)
+    rows = [
+        {
+            **_identity_cells(r, cell),
+            "A": r["a"],
+            "B": r["b"],
+            "ok A (failed)": f"{r['n_a']} ({r['n_failed_a']})",
+            "ok B (failed)": f"{r['n_b']} ({r['n_failed_b']})",
+            "med A": fmt(r["median_a"]),
+            "med B": fmt(r["median_b"]),
+            "Δ med [95% CI]": f"{fmt(r['median_diff'])} [{fmt(r['median_diff_ci_low'])}, "
+            f"{fmt(r['median_diff_ci_high'])}]",
+            "Mann-Whitney p": fmt(r["mannwhitney_p"], 3),
+            "P(A > B)": fmt(r["prob_a_beats_b"]),
+            "note": r["note"],
+        }
+        for _, r in shown.iterrows()
+    ]
+    doc.table(pd.DataFrame(rows))
+    if len(shown) < len(comparisons):
+        shown_of = f"Showing {len(shown)} of {len(comparisons)} pairs"
+        doc.text(f"{shown_of} (the reference of each cell vs the rest); all are in comparisons.csv.")
+
+
+def steps_section(doc: Doc, steps: pd.DataFrame) -> None:
+    doc.heading("Random search steps to beat the DAS median (§5.2)")
+    if steps.empty:
+        doc.text("Needs 'random' trials and 'das' trials in the same data set, space, op set, epochs and variant.")
+        return
+    rows = [
+        {
+            **_identity_cells(r, ("dataset", "space", "op_set", "epochs", "variant")),
+            "reference": r["reference"],
+            "target (median)": fmt(r["target"]),
+            "random trials (failed)": f"{r['n_pool']} ({r['n_pool_failed']})",
+            "beating target": r["n_better"],
+            "mean steps": fmt(r["mean_steps"], 1),
+            "runs (censored)": f"{r['n_runs']} ({r['n_censored']})",
+            "expected 1/p": fmt(r["expected_steps"], 1),
+            "note": r["note"],
+        }
+        for _, r in steps.iterrows()
+    ]
+    doc.table(pd.DataFrame(rows))
+    p = PAPER_RANDOM_SEARCH_STEPS
+    doc.text(
+        f"Paper (50 epochs): {p['dataset']}, {p['space']}, {p['op_set']} ops: {p['mean_steps']:.0f} steps on "
+        f"average ({p['n_runs']} runs) to beat the DAS median of {p['target']}. The random pool of a row is "
+        "the random trials with the same epochs and variant; failed ones count as draws that did not improve."
+    )
+
+
+def budget_section(doc: Doc, budget: pd.DataFrame, figs: dict, datasets: list[str], target: float) -> None:
+    doc.heading(f"Seed budget: trials for a {target:g} PSNR wide 95% CI of the median")
+    if budget["n_needed"].notna().sum() == 0:
+        doc.text(f"No group has enough ok trials ({MIN_N_CI}) for an estimate.")
+        return
+    rows = [
+        {
+            "row": row_label(r, ROW_IDENTITY),
+            "n (failed)": f"{r['n']} ({r['n_failed']})",
+            "CI width now": fmt(r["ci_width"]),
+            "c in c/√n": fmt(r["c"]),
+            "ok trials needed": fmt(r["n_needed"], 0),
+            "trials needed (with failures)": fmt(r["n_trials_needed"], 0),
+            "enough": {True: "yes", False: "no"}.get(r["enough"], "–"),
+            "note": r["note"],
+        }
+        for _, r in budget.iterrows()
+    ]
+    doc.table(pd.DataFrame(rows))
+    for d in datasets:
+        doc.figure(figs.get(f"seed_budget_{fg.safe_name(d)}"), f"{label('dataset', d)}: CI width vs trials")
+
+
+def frozen_sentence(r: pd.Series | dict) -> str:
+    """The warning for one row whose alpha essentially did not move."""
+    kept = 1 - r["argmax_changed_mean"]
+    return (
+        f"alpha essentially did not move in row {row_label(r, ROW_IDENTITY)}: the median trial's largest "
+        f"change of an op probability was {r['prob_motion_median']:.2g} (max over trials "
+        f"{r['prob_motion_max']:.2g}), below the {FROZEN_THRESHOLD:g} threshold. Its architectures are "
+        f"decided by probability differences under one percentage point; on average at {kept:.0%} of the "
+        "positions the chosen op is the argmax of the random initial alphas."
+    )
+
+
+def alpha_motion_section(doc: Doc, motion: pd.DataFrame, figs: dict) -> None:
+    doc.heading("How far alpha moved")
+    if motion.empty:
+        doc.text("No ok trial has an alpha history (baselines only, or all failed).")
+        return
+    doc.text(
+        "Per trial: the largest absolute change of an op probability softmax(alpha) (max |Δp|) and of a raw "
+        "alpha (max |Δα|) between the first (initialization) and the last recorded epoch, and the fraction "
+        "of positions whose most likely op changed; the table gives median and max over the row's ok "
+        f"trials. A row is flagged when its median max |Δp| is below {FROZEN_THRESHOLD:g} (one percentage "
+        "point): then the search returned (close to) the argmax of its random initial alphas, e.g. because "
+        "it ran fewer epochs than the alpha warm-up."
+    )
+    rows = [
+        {
+            **_identity_cells(r, ROW_IDENTITY),
+            "trials with alpha": r["n_alpha"],
+            "max |Δp| median": f"{r['prob_motion_median']:.2g}",
+            "max |Δp| max": f"{r['prob_motion_max']:.2g}",
+            "max |Δα| median": f"{r['raw_motion_median']:.2g}",
+            "max |Δα| max": f"{r['raw_motion_max']:.2g}",
+            "argmax changed": f"{r['argmax_changed_mean']:.0%}",
+            "moved": "NO (frozen)" if r["frozen"] else "yes",
+            "note": r["note"],
+        }
+        for _, r in motion.iterrows()
+    ]
+    doc.table(pd.DataFrame(rows))
+    for _, r in motion[motion["frozen"].eq(True)].iterrows():
+        doc.warning(frozen_sentence(r))
+    doc.figure(figs.get("alpha_motion"), "max |Δ softmax(alpha)| per trial and row, log scale")
+
+
+def architecture_section(doc: Doc, figs: dict) -> None:
+    doc.heading("Chosen architectures and alpha trajectories")
+    for key, path in figs.items():
+        if key.startswith("op_frequency_"):
+            doc.figure(path, "fraction of genotypes choosing each op per position (ok trials)")
+    alphas = [(k, p) for k, p in figs.items() if k.startswith("alphas_") and p is not None]
+    if not alphas:
+        doc.text("No trial has an alpha history (baselines only, or all failed).")
+    for _, path in alphas:
+        caption = "softmax(alpha) per position over epochs (epoch 0 = initialization); y axes fit the data"
+        doc.figure(path, caption)
+
+
+def failures_section(doc: Doc, df: pd.DataFrame) -> None:
+    doc.heading("Failed trials")
+    failed = df[~ok_mask(df)]
+    if failed.empty:
+        doc.text("No failed trials.")
+        return
+    table = failed[list(ROW_IDENTITY)].astype(str)
+    table["reason"] = failed["failure_reason"].fillna("").astype(str).str.slice(0, 120)
+    counts = table.value_counts(sort=False).rename("count").reset_index()
+    doc.table(sort_groups(counts, list(ROW_IDENTITY)))
+
