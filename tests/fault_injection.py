@@ -136,13 +136,15 @@ def sigkill(workdir: Path, kills: int, seed: int = 0, workers: int = 2) -> tuple
     trials, plus a random 0-1.5 s), resume each time; then run to completion. Returns the row
     and the number of kills after which a process of the study outlived it by 10 s (orphans)."""
     rng = random.Random(seed)
-    study = write_study(workdir / "kill", name="kill", trials=2 * kills + 2, workers=workers, slow=True)
+    study = write_study(workdir / "kill", name="kill", trials=8 * kills + 2, workers=workers, slow=True)
     out = workdir / "kill" / "out"
     store_file = out / "kill" / TRIALS_FILE
     orphans = landed = 0
     for i in range(kills):
         before = _lines(store_file)
-        proc = subprocess.Popen(cli_command(study, out), cwd=REPO, stderr=subprocess.DEVNULL,
+        # The loop engine stores trials one by one, so kills land between and during trials.
+        log = open(workdir / "kill" / f"run{i}.log", "w")  # noqa: SIM115 (closed below)
+        proc = subprocess.Popen(cli_command(study, out, "--engine", "loop"), cwd=REPO, stderr=log,
                                 start_new_session=True)
         deadline = time.time() + 120
         while proc.poll() is None and _lines(store_file) < before + 1 + i % 3 and time.time() < deadline:
@@ -151,6 +153,7 @@ def sigkill(workdir: Path, kills: int, seed: int = 0, workers: int = 2) -> tuple
         landed += proc.poll() is None
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        log.close()
         orphans += not _group_exits(proc.pid, timeout=10.0)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -178,18 +181,19 @@ def _group_exits(pgid: int, timeout: float) -> bool:
 
 def two_runs(workdir: Path) -> tuple[FaultRow, str]:
     """Start a second run on the folder while the first holds it; returns its message."""
-    study = write_study(workdir / "two", name="two", trials=4, workers=1, slow=True)
+    study = write_study(workdir / "two", name="two", trials=12, workers=1, slow=True)
     out = workdir / "two" / "out"
-    first = subprocess.Popen(cli_command(study, out), cwd=REPO, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(cli_command(study, out, "--engine", "loop"), cwd=REPO, stderr=subprocess.PIPE, text=True)
     lock = out / "two" / ".lock"
     deadline = time.time() + 60
     while time.time() < deadline and not (lock.exists() and str(first.pid) in lock.read_text()):
         time.sleep(0.1)
-    second = subprocess.run(cli_command(study, out), cwd=REPO, capture_output=True, text=True)
+    second = subprocess.run(cli_command(study, out, "--engine", "loop"), cwd=REPO, capture_output=True, text=True)
+    overlapped = first.poll() is None
     first.communicate()
     assert first.returncode == 0
     row = tally("second run on a folder in use", 1, study, out / "two" / TRIALS_FILE,
-                f"second run exit {second.returncode}")
+                f"second run exit {second.returncode}, first still running then: {overlapped}")
     return row, second.stderr
 
 

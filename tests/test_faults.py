@@ -67,7 +67,7 @@ def test_sigkill_many_runs(tmp_path):
 def test_second_run_on_a_busy_folder_refuses_with_the_holder(tmp_path):
     row, message = fi.two_runs(tmp_path)
     assert (row.lost, row.duplicated) == (0, 0), row
-    assert "exit 75" in row.note
+    assert "exit 75, first still running then: True" in row.note
     assert "is in use by pid" in message and socket.gethostname() in message and "Traceback" not in message
 
 

@@ -124,7 +124,7 @@ rows:
 
 
 def _cli(*args, **kw):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     return subprocess.run([sys.executable, "-m", "harness.study", *map(str, args)], capture_output=True, text=True,
                           env=env, cwd=kw.get("cwd", REPO), timeout=kw.get("timeout", 600))
 
@@ -150,7 +150,7 @@ def test_tiny_study_through_the_cli(tmp_path):
 def test_resume_after_killed_run(tmp_path):
     study = _write_study(tmp_path, trials=3, epochs=3)
     out = tmp_path / "results"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen([sys.executable, "-m", "harness.study", str(study), "--out", str(out), "--quiet",
                              "--no-report"], env=env, cwd=REPO, stderr=subprocess.PIPE, text=True)
     store = TrialStore(out / "tiny")
