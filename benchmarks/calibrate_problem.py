@@ -29,7 +29,7 @@ PEAKS = ("range", "max", "unit")
 def one_run(reading: str, dataset: str, method: str, seed: int, epochs: int) -> dict:
     torch.set_num_threads(1)
     from harness.methods import make_method
-    from harness.methods.training import evaluate_psnr, train_network
+    from harness.methods.training import evaluate_primary, train_network
     from harness.runner.spec import TrialSpec
     from harness.runner.trial import build_context
 
@@ -44,7 +44,7 @@ def one_run(reading: str, dataset: str, method: str, seed: int, epochs: int) -> 
     base = ctx.problem.config
     for peak in PEAKS:
         ctx.problem.config = base.replace(psnr_peak=peak)
-        row[peak] = evaluate_psnr(model, ctx)
+        row[peak] = evaluate_primary(model, ctx)
         row[f"input_{peak}"] = input_psnr(ctx)
     ctx.problem.config = base
     return row

@@ -7,10 +7,11 @@ import torch
 
 from harness.batched import fused_cnn
 from harness.batched import networks as batched_networks
-from harness.methods.training import reconstruction_loss
+from harness.methods.training import task_loss
 from harness.runner import STATUS_FAILED, STATUS_OK, TrialSpec, run_trial
 from harness.runner.executor import plan_batches
 from harness.runner.trial import build_context, engine_for, run_batch
+from harness.tasks.base import Batch
 
 FAST = {"problem": {"samples_per_evaluation": 256}, "ops": {"channels": 4}}
 # Float tolerance between engines. The batched kernels sum in a different order than PyTorch's
@@ -92,7 +93,7 @@ def test_one_step_of_the_batched_supernet_equals_each_loop_supernet(backend):
     losses = ((out - x) ** 2).mean(dim=(1, 2))
     losses.sum().backward()
     for s, model in enumerate(loops):
-        ref = reconstruction_loss(model, problem, x[s], y[s], torch.Generator().manual_seed(100 + s), mix[s])
+        ref = task_loss(model, ctxs[0].task, Batch(y[s], x[s]), torch.Generator().manual_seed(100 + s), mix[s])
         ref.backward()
         torch.testing.assert_close(losses[s], ref, rtol=1e-5, atol=0)
         lgd = model.layers[3].ops[0]

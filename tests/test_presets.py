@@ -12,7 +12,7 @@ from harness.methods.progressive import ProgressiveSearch
 from harness.methods.regularizers import ZeroOneLoss
 from harness.methods.relaxation import SigmoidRelaxation
 from harness.methods.search import Mixer, mixed_ops
-from harness.methods.training import check_finite, reconstruction_loss
+from harness.methods.training import check_finite, task_loss
 from harness.runner import STATUS_FAILED, STATUS_OK, TrialSpec, run_trial
 from harness.runner.trial import build_context
 from harness.spaces import OpContext
@@ -88,16 +88,14 @@ def _plain_das(ctx) -> tuple[list, torch.Tensor]:
         for group in a_opt.param_groups:
             group["lr"] = hp.alpha_lr * factor
         for _ in range(problem.config.batches_per_epoch):
-            x, y = problem.sample(problem.config.batch_size, data)
-            loss = reconstruction_loss(model, problem, x, y, noise, torch.softmax(alpha.detach(), -1))
+            loss = task_loss(model, ctx.task, ctx.task.sample(data), noise, torch.softmax(alpha.detach(), -1))
             check_finite(loss, "")
             w_opt.zero_grad()
             loss.backward()
             w_opt.step()
             if not active:
                 continue
-            xv, yv = problem.sample(problem.config.batch_size, data)
-            val = reconstruction_loss(model, problem, xv, yv, noise, torch.softmax(alpha, -1))
+            val = task_loss(model, ctx.task, ctx.task.sample(data), noise, torch.softmax(alpha, -1))
             a_opt.zero_grad()
             val.backward()
             model.zero_grad()
@@ -148,16 +146,16 @@ def test_ablation_gradient_matches_each_cells_own_loss():
     run = method.start(ctx, ctx.space, 1)
     with torch.no_grad():
         run.alpha.copy_(torch.randn(run.alpha.shape, generator=torch.Generator().manual_seed(5)))
-    xv, yv = ctx.problem.sample(16, torch.Generator().manual_seed(2))
+    val = ctx.task.sample(torch.Generator().manual_seed(2))
     replay = method._replayer(run)
-    fast = method._ablation_gradient(run, xv, yv, replay)
+    fast = method._ablation_gradient(run, val, replay)
 
     a = run.alpha.detach().requires_grad_(True)
-    full = method._replayed_loss(run, a, xv, yv, replay)
+    full = method._replayed_loss(run, a, val, replay)
     m = []
     for i in range(10):
         run.mixer.deactivated = {i: "identity"}
-        m.append(full - method._replayed_loss(run, a, xv, yv, replay))
+        m.append(full - method._replayed_loss(run, a, val, replay))
     run.mixer.deactivated = {}
     m = torch.stack(m)
     for i in range(10):

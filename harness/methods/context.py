@@ -1,4 +1,4 @@
-"""What a method gets to work with: the problem, the space, hyperparameters and random streams.
+"""What a method gets to work with: the task, the space, hyperparameters and random streams.
 
 Each trial owns independent random streams (initialization, training data, the noise op,
 random architectures, evaluation) derived from its seed with numpy's SeedSequence, so a
@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from harness.methods.hyperparams import HyperParams
-from harness.problems import InverseProblem
 from harness.spaces import OpConfig
+from harness.tasks.base import Task
 
 STREAM_NAMES = ("init", "data", "noise_op", "arch", "eval", "retrain_init", "retrain_data", "children")
 
@@ -64,7 +64,7 @@ class Streams:
 
 @dataclass
 class MethodContext:
-    problem: InverseProblem
+    task: Task
     space: object
     ops: tuple[str, ...]
     op_config: OpConfig
@@ -73,3 +73,9 @@ class MethodContext:
     streams: Streams
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     record_alpha_history: bool = True
+
+    @property
+    def problem(self):
+        """The 1D problem behind the task, for the code that still reads it directly (the batched
+        engine and the 1D cost objective; docs/task_layer.md step 3)."""
+        return self.task.problem

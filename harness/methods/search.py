@@ -32,9 +32,10 @@ from harness.methods.estimators import FirstOrder
 from harness.methods.relaxation import SoftmaxRelaxation
 from harness.methods.schedules import alpha_lr_factor, cosine, natural_exp_cosine, param_lr_factor
 from harness.methods.state import SearchState
-from harness.methods.training import check_finite, evaluate_psnr, reconstruction_loss, set_lr, train_network
+from harness.methods.training import check_finite, evaluate_primary, set_lr, task_loss, train_network
 from harness.spaces import PARAMETER_FREE_OPS
 from harness.spaces.ops import MixedOp
+from harness.tasks.base import Batch
 
 ALPHA_INIT_SCALE = 1e-3  # alpha ~ 1e-3 * N(0, 1), as in DARTS
 PARAM_LR_SCHEDULES = ("constant", "cosine", "natural-exp-cosine")
@@ -125,14 +126,12 @@ class SupernetProbe:
         self.search, self.run = search, run
         ctx = run.ctx
         gen = torch.Generator().manual_seed(ctx.streams.seed("eval") + 2)
-        size = ctx.problem.config.batch_size
-        self.batches = [ctx.problem.sample(size, gen) for _ in range(PROBE_BATCHES)]
+        self.batches = [ctx.task.sample(gen) for _ in range(PROBE_BATCHES)]
         self.noise_seed = ctx.streams.seed("eval") + 3
 
     def _loss(self, weights, batch) -> torch.Tensor:
-        x, y = batch
         noise = torch.Generator().manual_seed(self.noise_seed)
-        return reconstruction_loss(self.run.model, self.run.ctx.problem, x, y, noise, weights, self.run.mixer)
+        return task_loss(self.run.model, self.run.ctx.task, batch, noise, weights, self.run.mixer)
 
     @torch.no_grad()
     def score(self, weights: torch.Tensor) -> float:
@@ -155,11 +154,10 @@ class SupernetProbe:
     def finetune(self, weights: torch.Tensor, steps: int) -> None:
         """``steps`` weight steps with fixed mixing weights (DARTS+PT between edge decisions)."""
         run = self.run
-        problem = run.ctx.problem
+        task = run.ctx.task
         run.model.train()
         for _ in range(int(steps)):
-            x, y = problem.sample(problem.config.batch_size, run.data)
-            loss = reconstruction_loss(run.model, problem, x, y, run.noise, weights.detach(), run.mixer)
+            loss = task_loss(run.model, task, task.sample(run.data), run.noise, weights.detach(), run.mixer)
             check_finite(loss, "while fine-tuning the supernet during discretization")
             if run.w_opt is None:
                 return
@@ -265,7 +263,7 @@ class ComposedSearch:
         alpha.requires_grad_(True)
         state = SearchState(
             epochs=epochs,
-            steps_per_epoch=ctx.problem.config.batches_per_epoch,
+            steps_per_epoch=ctx.task.batches_per_epoch,
             generator=streams.generator("arch"),
             ops=tuple(ctx.ops),
             parameter_free=torch.tensor([op in PARAMETER_FREE_OPS for op in ctx.ops], device=ctx.device),
@@ -316,7 +314,7 @@ class ComposedSearch:
 
     def optimize(self, run: _Run, epochs: int) -> None:
         ctx, state, model, alpha = run.ctx, run.state, run.model, run.alpha
-        problem, hp = ctx.problem, ctx.hp
+        task, hp = ctx.task, ctx.hp
         a_opt = alpha_optimizer(alpha, ctx.hp)
         weights = [p for p in model.parameters() if p.requires_grad]
         probe = SupernetProbe(self, run)
@@ -326,7 +324,7 @@ class ComposedSearch:
             model.eval()  # frozen, pre-trained ops keep their BatchNorm statistics
         else:
             model.train()
-        steps = problem.config.batches_per_epoch
+        steps = task.batches_per_epoch
         for epoch in range(epochs):
             state.epoch = epoch
             if run.w_opt is not None:
@@ -360,30 +358,29 @@ class ComposedSearch:
                     run.stopped_early = epoch + 1 < epochs
                     break
 
-    def _loss(self, run: _Run, alpha_for_mix: torch.Tensor, x, y) -> torch.Tensor:
+    def _loss(self, run: _Run, alpha_for_mix: torch.Tensor, batch) -> torch.Tensor:
         weights = self.relaxation.weights(run.masked(alpha_for_mix), run.state)
-        return reconstruction_loss(run.model, run.ctx.problem, x, y, run.noise, weights, run.mixer)
+        return task_loss(run.model, run.ctx.task, batch, run.noise, weights, run.mixer)
 
     def _weight_step(self, run: _Run, weights: list, epoch: int, step: int) -> tuple:
         """One weight step on a fresh training batch; returns the batch (the alpha step's L_train)."""
-        problem = run.ctx.problem
-        x, y = problem.sample(problem.config.batch_size, run.data)
+        batch = run.ctx.task.sample(run.data)
         mix_alpha = run.alpha.detach()
         if self.weight_perturbation is not None:
             replay = self._replayer(run)
 
             def train_loss(a):
                 replay()
-                return self._loss(run, a, x, y)
+                return self._loss(run, a, batch)
 
             mix_alpha = self.weight_perturbation.perturb(mix_alpha, train_loss, run.state)
             replay()
-        loss = self._loss(run, mix_alpha.detach(), x, y)
+        loss = self._loss(run, mix_alpha.detach(), batch)
         check_finite(loss, f"in search (weight step), epoch {epoch} step {step}")
         run.w_opt.zero_grad(set_to_none=True)
         loss.backward()
         run.w_opt.step()
-        return x, y
+        return batch
 
     @staticmethod
     def _replayer(run: _Run):
@@ -401,18 +398,17 @@ class ComposedSearch:
     def _alpha_gradient(self, run: _Run, weights: list, batch: tuple | None) -> torch.Tensor:
         """L_train uses the weight step's batch (as DARTS does); L_val a fresh validation batch."""
         ctx, state, alpha = run.ctx, run.state, run.alpha
-        problem = ctx.problem
-        x, y = batch if batch is not None else problem.sample(problem.config.batch_size, run.data)
-        xv, yv = problem.sample(problem.config.batch_size, run.data)
+        train_batch = batch if batch is not None else ctx.task.sample(run.data)
+        val_batch = ctx.task.sample(run.data)
         replay = self._replayer(run)
 
-        def train_loss(a, x=x, y=y):
+        def train_loss(a, b=train_batch):
             replay()
-            return self._loss(run, a, x, y)
+            return self._loss(run, a, b)
 
-        def val_loss(a, x=xv, y=yv):
+        def val_loss(a, b=val_batch):
             replay()
-            return self._loss(run, a, x, y)
+            return self._loss(run, a, b)
 
         xi = ctx.hp.param_lr
         grad = self.estimator.alpha_gradient(alpha, weights, train_loss, val_loss, xi, state)
@@ -421,7 +417,7 @@ class ComposedSearch:
         if self.combiner is not None:
             grads = [grad]
             if self.adversarial_epsilon is not None:
-                grads.append(self._adversarial_gradient(run, weights, train_loss, xv, yv, xi, replay))
+                grads.append(self._adversarial_gradient(run, weights, train_loss, val_batch, xi, replay))
             for objective in run.objectives:
                 a = alpha.detach().requires_grad_(True)
                 (g,) = torch.autograd.grad(objective.penalty(a, state), [a])
@@ -435,25 +431,26 @@ class ComposedSearch:
             if g is not None:
                 grad = grad + g
         if self.ablation_weight:
-            grad = grad + self.ablation_weight * self._ablation_gradient(run, xv, yv, replay)
+            grad = grad + self.ablation_weight * self._ablation_gradient(run, val_batch, replay)
         return grad.detach()
 
-    def _adversarial_gradient(self, run, weights, train_loss, xv, yv, xi, replay) -> torch.Tensor:
+    def _adversarial_gradient(self, run, weights, train_loss, val_batch: Batch, xi, replay) -> torch.Tensor:
         from harness.methods.perturbations import fgsm_measurement
 
-        def loss_of_measurement(y_):
+        def loss_of_input(inputs):
             replay()
-            return self._loss(run, run.alpha.detach(), xv, y_)
+            return self._loss(run, run.alpha.detach(), Batch(inputs, val_batch.targets))
 
-        y_adv = fgsm_measurement(yv, loss_of_measurement, self.adversarial_epsilon)
+        adversarial = Batch(fgsm_measurement(val_batch.inputs, loss_of_input, self.adversarial_epsilon),
+                            val_batch.targets)
 
         def adv_val_loss(a):
             replay()
-            return self._loss(run, a, xv, y_adv)
+            return self._loss(run, a, adversarial)
 
         return self.estimator.alpha_gradient(run.alpha, weights, train_loss, adv_val_loss, xi, run.state)
 
-    def _ablation_gradient(self, run: _Run, xv, yv, replay) -> torch.Tensor:
+    def _ablation_gradient(self, run: _Run, val_batch: Batch, replay) -> torch.Tensor:
         """Gradient rows of D-DARTS's ablation loss ([002] Eqs 4.2-4.5), row i from cell i's own loss.
 
         M_i = L(C) - L(C without cell i), L_AB^i = (M_i - mean M) / mean M. Cell i is
@@ -464,12 +461,12 @@ class ComposedSearch:
         a = run.alpha.detach().requires_grad_(True)
         n = a.shape[0]
         mode = "identity" if run.space.name == "sequential" else "zero"
-        full = self._replayed_loss(run, a, xv, yv, replay)
+        full = self._replayed_loss(run, a, val_batch, replay)
         contributions = []
         for i in range(n):
             run.mixer.deactivated = {i: mode}
             try:
-                contributions.append(full - self._replayed_loss(run, a, xv, yv, replay))
+                contributions.append(full - self._replayed_loss(run, a, val_batch, replay))
             finally:
                 run.mixer.deactivated = {}
         m_all = torch.stack(contributions)
@@ -483,9 +480,9 @@ class ComposedSearch:
         m_det = m_all.detach().unsqueeze(1)
         return g_full / mean.detach() - m_det * g_sum / (n * mean.detach() ** 2)
 
-    def _replayed_loss(self, run, a, x, y, replay) -> torch.Tensor:
+    def _replayed_loss(self, run, a, batch: Batch, replay) -> torch.Tensor:
         replay()
-        return self._loss(run, a, x, y)
+        return self._loss(run, a, batch)
 
     def _dominant_eigenvalue(self, probe: SupernetProbe, alpha: torch.Tensor, state: SearchState) -> float:
         from harness.methods.hessian import dominant_eigenvalue
@@ -511,7 +508,7 @@ class ComposedSearch:
             check_finite(final.sum(), "in the final architecture parameters")
         with evaluating(run.model, state):
             mix = self.relaxation.weights(run.masked(final), None)
-            oneshot = evaluate_psnr(run.model, ctx, mix, run.mixer)
+            oneshot = evaluate_primary(run.model, ctx, mix, run.mixer)
         probe = SupernetProbe(self, run)
         extra: dict = {"epochs_run": run.epochs_run, "stopped_early": run.stopped_early}
         if self.hessian != "none":

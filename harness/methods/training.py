@@ -1,4 +1,4 @@
-"""Training and evaluation of one network on fresh samples (used by search, retraining and baselines)."""
+"""Training and evaluation of one network through its task (used by search, retraining and baselines)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,11 @@ import torch
 
 from harness.methods.context import MethodContext, TrialDiverged
 from harness.methods.schedules import param_lr_factor
-from harness.spaces import OpContext
 
 
-def reconstruction_loss(model, problem, x, y, generator, weights=None, mixer=None) -> torch.Tensor:
-    """Mean squared error of the reconstruction (the training and validation loss)."""
-    ctx = OpContext(y, problem.operator, generator, mixer)
-    out = model(problem.network_input(y), ctx, weights)
-    return ((out.squeeze(1) - x) ** 2).mean()
+def task_loss(model, task, batch, noise, weights=None, mixer=None) -> torch.Tensor:
+    """The task's loss of ``model`` on ``batch`` (training and validation loss alike)."""
+    return task.loss(task.forward(model, batch, weights, noise, mixer), batch)
 
 
 def check_finite(loss: torch.Tensor, where: str) -> None:
@@ -44,14 +41,13 @@ def train_network(
     weights_fn: Callable[[], torch.Tensor | None] = lambda: None,
 ) -> None:
     """``ctx.epochs`` epochs of ``batches_per_epoch`` steps on freshly drawn samples."""
-    problem = ctx.problem
+    task = ctx.task
     optimizer = weight_optimizer(model, ctx)
     model.train()
     for epoch in range(ctx.epochs):
         set_lr(optimizer, ctx.hp.param_lr * param_lr_factor(epoch, ctx.hp.param_warmup, ctx.hp.warmup_epochs))
-        for step in range(problem.config.batches_per_epoch):
-            x, y = problem.sample(problem.config.batch_size, data)
-            loss = reconstruction_loss(model, problem, x, y, noise, weights_fn())
+        for step in range(task.batches_per_epoch):
+            loss = task_loss(model, task, task.sample(data), noise, weights_fn())
             check_finite(loss, f"in training, epoch {epoch} step {step}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -59,26 +55,26 @@ def train_network(
 
 
 @torch.no_grad()
-def evaluate_psnr(model, ctx: MethodContext, weights: torch.Tensor | None = None, mixer=None) -> float:
-    """Average PSNR on the trial's validation set (2432 fresh samples, the same set every call)."""
-    problem = ctx.problem
+def evaluate_metrics(model, ctx: MethodContext, weights: torch.Tensor | None = None, mixer=None) -> dict[str, float]:
+    """The task's metrics on the trial's validation set (the same set every call)."""
     data = ctx.streams.fresh("eval")
     noise = torch.Generator().manual_seed(ctx.streams.seed("eval") + 1)
     was_training = model.training
     model.eval()
-    scores = []
-    for _ in range(problem.config.batches_per_epoch):
-        x, y = problem.sample(problem.config.batch_size, data)
-        out = model(problem.network_input(y), OpContext(y, problem.operator, noise, mixer), weights)
-        scores.append(float(problem.psnr(out.squeeze(1), x)))
+    metrics = ctx.task.evaluate(model, data, noise, weights, mixer)
     model.train(was_training)
-    return sum(scores) / len(scores)
+    return metrics
+
+
+def evaluate_primary(model, ctx: MethodContext, weights: torch.Tensor | None = None, mixer=None) -> float:
+    """The task's primary metric (the trial's one-shot or architecture score)."""
+    return evaluate_metrics(model, ctx, weights, mixer)[ctx.task.primary]
 
 
 def train_and_evaluate(genotype, ctx: MethodContext, streams=None) -> float:
-    """Build ``genotype`` from scratch, train it for ``ctx.epochs`` and return its validation PSNR."""
+    """Build ``genotype`` from scratch, train it for ``ctx.epochs`` and return its primary validation metric."""
     streams = streams or ctx.streams
     with streams.seeded_init("retrain_init"):
         model = ctx.space.network(genotype, ctx.op_config).to(ctx.device)
     train_network(model, ctx, streams.generator("retrain_data"), streams.generator("noise_op"))
-    return evaluate_psnr(model, ctx)
+    return evaluate_primary(model, ctx)

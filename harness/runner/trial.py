@@ -16,10 +16,10 @@ import torch
 from harness.methods import TrialDiverged, make_method, resolve_hp_set
 from harness.methods.context import MethodContext, Streams
 from harness.methods.training import train_and_evaluate
-from harness.problems import make_problem
 from harness.runner.spec import STATUS_FAILED, STATUS_OK, RowSpec, TrialResult, TrialSpec
 from harness.runner.typed import OPTION_GROUPS
 from harness.spaces import PARAMETER_FREE_OPS, SPACES, OpConfig, op_names
+from harness.tasks.inverse1d import make_task
 
 
 def split_options(options: dict) -> dict[str, dict]:
@@ -51,7 +51,7 @@ def build_context(spec: TrialSpec, device: torch.device | str | None = None) -> 
         raise ValueError(f"method {spec.method!r} does not run on space {spec.space!r} (runs on {method.spaces})")
     space = SPACES.get(spec.space)(**opts["space"])
     ctx = MethodContext(
-        problem=make_problem(spec.dataset, opts["problem"], device=device),
+        task=make_task(spec.dataset, opts["problem"], device=device),
         space=space,
         ops=op_names(spec.op_set, space_name),
         op_config=make_op_config(opts["ops"]),

@@ -1,4 +1,4 @@
-"""Search spaces and candidate operations (imports only harness.problems and below)."""
+"""Search spaces and candidate operations (imports only harness.tasks, harness.problems and below)."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from harness.registry import Registry
+from harness.tasks.base import OpContext  # defined by the task layer, which builds it
 
 
 @dataclass(frozen=True)
@@ -40,26 +41,6 @@ class OpConfig:
             raise ValueError("op options: channels >= 1 and an odd kernel_size are required")
         if self.roll_dims not in ("all", "signal"):
             raise ValueError(f"op option roll_dims must be 'all' or 'signal', got {self.roll_dims!r}")
-
-
-class OpContext:
-    """What ops need besides their input: y, the operator and the trial's noise stream.
-
-    ``mixer``, when set, replaces the plain weighted sum inside every mixed op with weights:
-    ``mixer(mixed_op, u, ctx, weights)``. Search methods use it for perturbations of op inputs
-    and outputs, op masks and auxiliary branches without this layer knowing about them.
-    """
-
-    def __init__(self, y: torch.Tensor, operator, generator: torch.Generator | None, mixer=None) -> None:
-        self.y = y
-        self.operator = operator
-        self.generator = generator
-        self.mixer = mixer
-
-    def data_gradient(self, u: torch.Tensor) -> torch.Tensor:
-        """A^T (A u - y) for u of shape (B, 1, N)."""
-        residual = self.operator.forward(u.squeeze(1)) - self.y
-        return self.operator.adjoint(residual).unsqueeze(1)
 
 
 class TwoLayerCNN(nn.Module):

@@ -1,0 +1,56 @@
+"""The 1D cosine inverse problems of [001] section 5.1 as a Task.
+
+Same draws from the same generators in the same order as before the Task layer, so stored
+trials recompute bit for bit (tests/test_tasks.py checks a committed reference trial).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from harness.problems import InverseProblem, make_problem
+from harness.tasks.base import Batch, OpContext
+from harness.tasks.metrics import METRICS
+
+
+class InverseTask:
+    """Reconstruct x from y = A x + n; loss MSE, metric PSNR ([001] Eq. 5 and section 5.1)."""
+
+    capabilities = frozenset({"signal-1d", "forward-operator", "synthetic-data"})
+    metrics = (METRICS.get("psnr"),)
+    primary = "psnr"
+
+    def __init__(self, problem: InverseProblem) -> None:
+        self.problem = problem
+        self.name = problem.config.name
+        self.batch_size = problem.config.batch_size
+        self.batches_per_epoch = problem.config.batches_per_epoch
+
+    def sample(self, generator: torch.Generator) -> Batch:
+        """A fresh batch (the problems are synthetic: every split draws new samples)."""
+        x, y = self.problem.sample(self.batch_size, generator)
+        return Batch(inputs=y, targets=x)
+
+    def forward(self, model, batch: Batch, weights=None, noise: torch.Generator | None = None, mixer=None):
+        y = batch.inputs
+        return model(self.problem.network_input(y), OpContext(y, self.problem.operator, noise, mixer), weights)
+
+    def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Mean squared error of the reconstruction over the batch (the training and validation loss)."""
+        return ((output.squeeze(1) - batch.targets) ** 2).mean()
+
+    @torch.no_grad()
+    def evaluate(self, model, data: torch.Generator, noise: torch.Generator | None = None, weights=None,
+                 mixer=None) -> dict[str, float]:
+        """Average PSNR over ``batches_per_epoch`` batches from ``data`` (2432 samples, [001] section 5.1)."""
+        scores = []
+        for _ in range(self.batches_per_epoch):
+            batch = self.sample(data)
+            out = self.forward(model, batch, weights, noise, mixer)
+            scores.append(float(self.problem.psnr(out.squeeze(1), batch.targets)))
+        return {"psnr": sum(scores) / len(scores)}
+
+
+def make_task(dataset: str, options: dict | None = None, device="cpu") -> InverseTask:
+    """The registered task ``dataset`` with its options (today: the 1D problems' options)."""
+    return InverseTask(make_problem(dataset, options, device=device))
