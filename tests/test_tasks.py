@@ -11,8 +11,9 @@ import torch
 from harness.problems import make_problem
 from harness.runner.spec import RowSpec
 from harness.runner.trial import run_batch
-from harness.tasks.inverse1d import InverseTask, make_task
+from harness.tasks.inverse1d import InverseTask
 from harness.tasks.metrics import METRICS, Metric
+from harness.tasks.registry import make_task
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,7 +48,7 @@ def test_inverse_task_loss_and_psnr_of_a_known_error(monkeypatch):
 
     model = OffByATenth()
     assert float(task.loss(task.forward(model, batch), batch)) == pytest.approx(0.01, rel=1e-5)
-    monkeypatch.setattr(task, "sample", lambda generator: batch)
+    monkeypatch.setattr(task, "sample", lambda generator, split="train": batch)
     assert task.evaluate(model, torch.Generator()) == {"psnr": pytest.approx(20.0, abs=1e-4)}
 
 
@@ -60,3 +61,52 @@ def test_a_stored_loop_trial_recomputes_bit_for_bit_through_the_task_layer():
     assert spec.trial_id == stored["trial_id"]
     fresh = run_batch([spec], engine="loop")[0]
     assert fresh.arch_score == stored["arch_score"] and fresh.genotype == stored["genotype"]
+
+
+SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
+
+
+def _tiny_model(task):
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, task.num_classes))
+
+
+def test_cifar_task_follows_the_darts_split_on_files_in_the_real_format(tmp_path, monkeypatch):
+    from harness.tasks.data.synthetic import write_cifar10
+
+    write_cifar10(tmp_path, n_per_batch=20, n_test=10)
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path))
+    task = make_task("cifar10", {"batch_size": 8})
+    sizes = {split: task.split_size(split) for split in ("train", "val", "retrain", "test")}
+    assert sizes == {"train": 50, "val": 50, "retrain": 100, "test": 10}  # halves of 100 training rows
+    assert task.batches_per_epoch == 6 and task.input_shape == (3, 32, 32) and task.num_classes == 10
+    batch = task.sample(torch.Generator().manual_seed(0), "val")
+    assert batch.inputs.shape == (8, 3, 32, 32) and batch.targets.dtype == torch.int64
+    again = task.sample(torch.Generator().manual_seed(0), "val")
+    assert torch.equal(batch.inputs, again.inputs)  # same generator state, same batch
+    model = _tiny_model(task)
+    loss = task.loss(task.forward(model, batch), batch)
+    assert torch.isclose(loss, torch.nn.functional.cross_entropy(model(batch.inputs), batch.targets))
+    logits = model(task.splits["test"][0])
+    expected = 100.0 * float((logits.argmax(1) == task.splits["test"][1]).float().mean())
+    assert task.evaluate(model, split="test")["accuracy"] == pytest.approx(expected)
+
+
+def test_mnist_proxy_cuts_disjoint_parts_of_the_genuine_test_set(monkeypatch):
+    if not SHARED_MNIST.exists():
+        pytest.skip("no ../shared/data/mnist beside the repository")
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(SHARED_MNIST))
+    task = make_task("mnist-proxy", {"n_train": 64, "n_val": 64, "n_retrain": 128, "n_test": 100})
+    parts = [task.splits[s][0].flatten(1) for s in ("train", "val", "retrain", "test")]
+    rows = torch.cat(parts)
+    assert rows.shape == (356, 3 * 32 * 32)
+    assert len(torch.unique(rows, dim=0)) == 356  # no image in two parts
+    border = task.splits["train"][0][:, :, :2]  # 28 -> 32 px pads 2 rows of black, then normalization
+    torch.testing.assert_close(border, torch.full_like(border, -0.1307 / 0.3081))
+
+
+def test_image_task_reads_no_data_until_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path / "empty"))
+    task = make_task("cifar10")  # a dry run builds tasks without data
+    assert task.input_shape == (3, 32, 32) and task.num_classes == 10
+    with pytest.raises(FileNotFoundError, match="cifar"):
+        task.split_size("train")

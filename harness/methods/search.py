@@ -126,7 +126,7 @@ class SupernetProbe:
         self.search, self.run = search, run
         ctx = run.ctx
         gen = torch.Generator().manual_seed(ctx.streams.seed("eval") + 2)
-        self.batches = [ctx.task.sample(gen) for _ in range(PROBE_BATCHES)]
+        self.batches = [ctx.task.sample(gen, "val") for _ in range(PROBE_BATCHES)]
         self.noise_seed = ctx.streams.seed("eval") + 3
 
     def _loss(self, weights, batch) -> torch.Tensor:
@@ -157,7 +157,7 @@ class SupernetProbe:
         task = run.ctx.task
         run.model.train()
         for _ in range(int(steps)):
-            loss = task_loss(run.model, task, task.sample(run.data), run.noise, weights.detach(), run.mixer)
+            loss = task_loss(run.model, task, task.sample(run.data, "train"), run.noise, weights.detach(), run.mixer)
             check_finite(loss, "while fine-tuning the supernet during discretization")
             if run.w_opt is None:
                 return
@@ -364,7 +364,7 @@ class ComposedSearch:
 
     def _weight_step(self, run: _Run, weights: list, epoch: int, step: int) -> tuple:
         """One weight step on a fresh training batch; returns the batch (the alpha step's L_train)."""
-        batch = run.ctx.task.sample(run.data)
+        batch = run.ctx.task.sample(run.data, "train")
         mix_alpha = run.alpha.detach()
         if self.weight_perturbation is not None:
             replay = self._replayer(run)
@@ -398,8 +398,8 @@ class ComposedSearch:
     def _alpha_gradient(self, run: _Run, weights: list, batch: tuple | None) -> torch.Tensor:
         """L_train uses the weight step's batch (as DARTS does); L_val a fresh validation batch."""
         ctx, state, alpha = run.ctx, run.state, run.alpha
-        train_batch = batch if batch is not None else ctx.task.sample(run.data)
-        val_batch = ctx.task.sample(run.data)
+        train_batch = batch if batch is not None else ctx.task.sample(run.data, "train")
+        val_batch = ctx.task.sample(run.data, "val")
         replay = self._replayer(run)
 
         def train_loss(a, b=train_batch):
@@ -547,7 +547,7 @@ class ComposedSearch:
             with child.seeded_init("retrain_init"):
                 network = space.network(space.uniform_genotype(op), ctx.op_config).to(ctx.device)
             sub_ctx = MethodContext(**{**ctx.__dict__, "epochs": epochs, "streams": child})
-            train_network(network, sub_ctx, child.generator("retrain_data"), child.generator("noise_op"))
+            train_network(network, sub_ctx, child.generator("retrain_data"), child.generator("noise_op"), split="train")
             k = ctx.ops.index(op)
             for target, source in zip(targets, mixed_ops(network)):
                 target.ops[k].load_state_dict(source.ops[0].state_dict())

@@ -39,15 +39,16 @@ def train_network(
     data: torch.Generator,
     noise: torch.Generator,
     weights_fn: Callable[[], torch.Tensor | None] = lambda: None,
+    split: str = "retrain",
 ) -> None:
-    """``ctx.epochs`` epochs of ``batches_per_epoch`` steps on freshly drawn samples."""
+    """``ctx.epochs`` epochs of ``batches_per_epoch`` steps on batches of the task's ``split``."""
     task = ctx.task
     optimizer = weight_optimizer(model, ctx)
     model.train()
     for epoch in range(ctx.epochs):
         set_lr(optimizer, ctx.hp.param_lr * param_lr_factor(epoch, ctx.hp.param_warmup, ctx.hp.warmup_epochs))
         for step in range(task.batches_per_epoch):
-            loss = task_loss(model, task, task.sample(data), noise, weights_fn())
+            loss = task_loss(model, task, task.sample(data, split), noise, weights_fn())
             check_finite(loss, f"in training, epoch {epoch} step {step}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -55,20 +56,24 @@ def train_network(
 
 
 @torch.no_grad()
-def evaluate_metrics(model, ctx: MethodContext, weights: torch.Tensor | None = None, mixer=None) -> dict[str, float]:
-    """The task's metrics on the trial's validation set (the same set every call)."""
+def evaluate_metrics(
+    model, ctx: MethodContext, weights: torch.Tensor | None = None, mixer=None, split: str = "val"
+) -> dict[str, float]:
+    """The task's metrics on ``split`` (a synthetic task's validation draws are the same every call)."""
     data = ctx.streams.fresh("eval")
     noise = torch.Generator().manual_seed(ctx.streams.seed("eval") + 1)
     was_training = model.training
     model.eval()
-    metrics = ctx.task.evaluate(model, data, noise, weights, mixer)
+    metrics = ctx.task.evaluate(model, data, noise, weights, mixer, split=split)
     model.train(was_training)
     return metrics
 
 
-def evaluate_primary(model, ctx: MethodContext, weights: torch.Tensor | None = None, mixer=None) -> float:
+def evaluate_primary(
+    model, ctx: MethodContext, weights: torch.Tensor | None = None, mixer=None, split: str = "val"
+) -> float:
     """The task's primary metric (the trial's one-shot or architecture score)."""
-    return evaluate_metrics(model, ctx, weights, mixer)[ctx.task.primary]
+    return evaluate_metrics(model, ctx, weights, mixer, split)[ctx.task.primary]
 
 
 def train_and_evaluate(genotype, ctx: MethodContext, streams=None) -> float:
@@ -77,4 +82,4 @@ def train_and_evaluate(genotype, ctx: MethodContext, streams=None) -> float:
     with streams.seeded_init("retrain_init"):
         model = ctx.space.network(genotype, ctx.op_config).to(ctx.device)
     train_network(model, ctx, streams.generator("retrain_data"), streams.generator("noise_op"))
-    return evaluate_primary(model, ctx)
+    return evaluate_primary(model, ctx, split="test")

@@ -19,7 +19,7 @@ from harness.methods.training import train_and_evaluate
 from harness.runner.spec import STATUS_FAILED, STATUS_OK, RowSpec, TrialResult, TrialSpec
 from harness.runner.typed import OPTION_GROUPS
 from harness.spaces import PARAMETER_FREE_OPS, SPACES, OpConfig, op_names
-from harness.tasks.inverse1d import make_task
+from harness.tasks.registry import make_task
 
 
 def split_options(options: dict) -> dict[str, dict]:

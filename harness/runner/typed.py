@@ -20,9 +20,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from harness.methods import METHODS
 from harness.methods.hyperparams import HyperParams
-from harness.problems import ProblemConfig
 from harness.runner.spec import RowSpec
 from harness.spaces import SPACES, OpConfig
+from harness.tasks.registry import TASKS
 
 OPTION_GROUPS = ("problem", "ops", "space", "method")
 
@@ -54,8 +54,8 @@ def _signature_types(func: Callable, skip: tuple[str, ...] = ("self", "name")) -
 
 def group_types(group: str, row: RowSpec) -> dict[str, Any]:
     """The declared types of an option group's keys for this row (its space and method)."""
-    if group == "problem":
-        return {k: t for k, t in _dataclass_types(ProblemConfig).items() if k != "name"}
+    if group == "problem":  # the task's options (a 1D problem's or an image task's)
+        return TASKS.get(row.dataset).option_types()
     if group == "ops":
         return _dataclass_types(OpConfig)
     if group == "space":

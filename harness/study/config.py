@@ -29,11 +29,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from harness.methods import METHODS, make_method
 from harness.methods.hyperparams import TUNED_PREFIX, HyperParams, load_tuned, validate_hp_set_name
-from harness.problems import PROBLEMS
 from harness.runner.spec import RowSpec, TrialSpec
 from harness.runner.trial import build_context
 from harness.runner.typed import ValueTypeError, typed_options, typed_row
 from harness.spaces import OP_SETS, SPACES
+from harness.tasks.registry import TASKS
 from harness.yaml_files import read_yaml
 
 # Upper bounds that catch typos (``epochs: 10000000000`` would sit at 0% forever): [003]'s
@@ -46,7 +46,7 @@ MAX_SEED = 2**31 - 1
 EXPANDABLE = ("dataset", "space", "op_set", "method", "hp_set")
 # ``hp_set: method-default`` picks each method's own default set (e.g. BOHB-DAS-single for das-single).
 METHOD_DEFAULT = "method-default"
-NAME_REGISTRIES = {"dataset": PROBLEMS, "space": SPACES, "op_set": OP_SETS, "method": METHODS}
+NAME_REGISTRIES = {"dataset": TASKS, "space": SPACES, "op_set": OP_SETS, "method": METHODS}
 
 Trials = Annotated[int, Field(ge=1, le=MAX_TRIALS)]
 Epochs = Annotated[int, Field(ge=1, le=MAX_EPOCHS)]

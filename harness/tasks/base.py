@@ -49,7 +49,10 @@ class OpContext:
 
 
 class Task(Protocol):
-    """The interface methods, engines and runners use (see docs/task_layer.md)."""
+    """The interface methods, engines and runners use (see docs/task_layer.md).
+
+    Splits: ``train`` (weight steps), ``val`` (alpha steps, one-shot score), ``retrain`` (the
+    derived network's training), ``test`` (its final score). Synthetic tasks treat them alike."""
 
     name: str
     capabilities: frozenset[str]
@@ -58,12 +61,13 @@ class Task(Protocol):
     batch_size: int
     batches_per_epoch: int
 
-    def sample(self, generator: torch.Generator) -> Batch: ...
+    def sample(self, generator: torch.Generator, split: str = "train") -> Batch: ...
 
     def forward(self, model, batch: Batch, weights=None, noise: torch.Generator | None = None, mixer=None): ...
 
     def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor: ...
 
     def evaluate(
-        self, model, data: torch.Generator, noise: torch.Generator | None = None, weights=None, mixer=None
+        self, model, data: torch.Generator, noise: torch.Generator | None = None, weights=None, mixer=None,
+        split: str = "val",
     ) -> dict[str, float]: ...

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.problems import InverseProblem, make_problem
+from harness.problems import InverseProblem
 from harness.tasks.base import Batch, OpContext
 from harness.tasks.metrics import METRICS
 
@@ -26,8 +26,8 @@ class InverseTask:
         self.batch_size = problem.config.batch_size
         self.batches_per_epoch = problem.config.batches_per_epoch
 
-    def sample(self, generator: torch.Generator) -> Batch:
-        """A fresh batch (the problems are synthetic: every split draws new samples)."""
+    def sample(self, generator: torch.Generator, split: str = "train") -> Batch:
+        """A fresh batch; the problems are synthetic, so every split draws new samples alike."""
         x, y = self.problem.sample(self.batch_size, generator)
         return Batch(inputs=y, targets=x)
 
@@ -41,7 +41,7 @@ class InverseTask:
 
     @torch.no_grad()
     def evaluate(self, model, data: torch.Generator, noise: torch.Generator | None = None, weights=None,
-                 mixer=None) -> dict[str, float]:
+                 mixer=None, split: str = "val") -> dict[str, float]:
         """Average PSNR over ``batches_per_epoch`` batches from ``data`` (2432 samples, [001] section 5.1)."""
         scores = []
         for _ in range(self.batches_per_epoch):
@@ -50,7 +50,3 @@ class InverseTask:
             scores.append(float(self.problem.psnr(out.squeeze(1), batch.targets)))
         return {"psnr": sum(scores) / len(scores)}
 
-
-def make_task(dataset: str, options: dict | None = None, device="cpu") -> InverseTask:
-    """The registered task ``dataset`` with its options (today: the 1D problems' options)."""
-    return InverseTask(make_problem(dataset, options, device=device))

@@ -26,11 +26,11 @@ from pathlib import Path
 
 from harness.methods import METHODS
 from harness.methods.hyperparams import HyperParams, validate_hp_set_name
-from harness.problems import PROBLEMS
 from harness.runner.spec import RowSpec
 from harness.runner.trial import build_context
 from harness.runner.typed import ValueTypeError, typed_row
 from harness.spaces import OP_SETS, SPACES
+from harness.tasks.registry import TASKS
 from harness.tune.bohb import BOHB_DEFAULTS
 from harness.tune.objective import FAILED_LOSS, OBJECTIVES, TrialObjective, TrialTask
 from harness.tune.space import TABLE7, build_space
@@ -63,7 +63,7 @@ TOP_KEYS = {
     "backend",
     "bohb",
 }
-NAME_REGISTRIES = {"dataset": PROBLEMS, "space": SPACES, "op_set": OP_SETS, "method": METHODS}
+NAME_REGISTRIES = {"dataset": TASKS, "space": SPACES, "op_set": OP_SETS, "method": METHODS}
 
 
 class TuneConfigError(ValueError):
