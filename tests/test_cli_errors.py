@@ -115,6 +115,8 @@ BAD_PATHS_AND_ARGS = [
     ("batch-size-zero", lambda p: [_good_study(p), "--batch-size", "0"], "argument --batch-size"),
     ("engine-unknown", lambda p: [_good_study(p), "--engine", "fast"], "argument --engine: invalid choice"),
     ("flag-typo", lambda p: [_good_study(p), "--trails", "3"], "unrecognized arguments: --trails"),
+    ("device-unknown", lambda p: [_good_study(p), "--device", "gpu"], "argument --device: must be cpu, cuda"),
+    ("data-dir-missing", lambda p: [_good_study(p), "--data-dir", str(p / "nope")], "--data-dir"),
 ]
 
 

@@ -61,12 +61,12 @@ def process_alive(pid: int) -> bool:
 
 
 def _run_chunk(
-    specs: list[TrialSpec], threads: int, engine: str = "loop", parent_pid: int | None = None
+    specs: list[TrialSpec], threads: int, engine: str = "loop", parent_pid: int | None = None, device: str | None = None
 ) -> list[TrialResult]:
     _worker_init(threads, parent_pid)
     from harness.runner.trial import run_batch
 
-    return run_batch(specs, engine=engine)
+    return run_batch(specs, device=device, engine=engine)
 
 
 def _chunks(specs: list[TrialSpec], size: int) -> list[list[TrialSpec]]:
@@ -120,23 +120,26 @@ def iter_results(
     threads_per_worker: int = 1,
     batch_size: int | None = None,
     engine: str = "loop",
+    device: str | None = None,
 ) -> Iterator[TrialResult]:
     """Yield results as they finish. ``workers`` <= 1 runs in this process. With the batched
-    engine specs are planned into batches (``batch_size`` seeds at most; None: automatic)."""
+    engine specs are planned into batches (``batch_size`` seeds at most; None: automatic).
+    ``device``: where trials run (None: a GPU when present, else the CPU)."""
     if engine == "loop":
         chunks = _chunks(specs, 1)
     else:
         chunks = plan_batches(specs, max(workers, 1), batch_size or auto_batch_size(workers))
     if workers <= 1:
         for chunk in chunks:
-            yield from _run_chunk(chunk, threads_per_worker, engine)
+            yield from _run_chunk(chunk, threads_per_worker, engine, None, device)
         return
     from joblib import Parallel, delayed
 
     # return_as="generator_unordered" hands back each batch as soon as a worker finishes it.
     parallel = Parallel(n_jobs=workers, return_as="generator_unordered", backend="loky")
     me = os.getpid()
-    for chunk_results in parallel(delayed(_run_chunk)(chunk, threads_per_worker, engine, me) for chunk in chunks):
+    jobs = (delayed(_run_chunk)(chunk, threads_per_worker, engine, me, device) for chunk in chunks)
+    for chunk_results in parallel(jobs):
         yield from chunk_results
 
 
@@ -149,13 +152,14 @@ def run_specs(
     on_result: Callable[[TrialResult], None] | None = None,
     engine: str = "loop",
     batch_size: int | None = None,
+    device: str | None = None,
 ) -> list[TrialResult]:
     """Run ``specs``; append every result to ``store`` the moment it arrives."""
     specs = list(specs)
     results = []
     bar = progress_bar(len(specs), progress, desc="trials", unit="trial")
     try:
-        for result in iter_results(specs, workers, threads_per_worker, batch_size, engine):
+        for result in iter_results(specs, workers, threads_per_worker, batch_size, engine, device):
             if store is not None:
                 store.append(result)
             results.append(result)

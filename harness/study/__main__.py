@@ -28,6 +28,7 @@ from harness.study.config import (
     load_study,
     row_warnings,
 )
+from harness.tasks.classification import DATA_DIR_ENV
 
 
 def bounded_int(low: int, high: int):
@@ -65,7 +66,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch-size", type=bounded_int(1, 4096), help="seeds per batched computation (default: automatic)"
     )
+    parser.add_argument("--device", type=device_name, default="auto",
+                        help="cpu, cuda, cuda:N or auto (default: a GPU when present)")
+    parser.add_argument("--data-dir", help=f"folder with the image data sets (default: ${DATA_DIR_ENV} or data/)")
     return parser
+
+
+def device_name(text: str) -> str:
+    """An argparse type: a device this machine has (checked now, not after an hour of trials)."""
+    import torch
+
+    if text == "auto" or text == "cpu":
+        return text
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"must be cpu, cuda, cuda:N or auto, got {text!r}") from None
+    if device.type != "cuda":
+        raise argparse.ArgumentTypeError(f"must be cpu, cuda, cuda:N or auto, got {text!r}")
+    if not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: this machine has no CUDA GPU (use --device cpu)")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return text
 
 
 # Exit codes: 2 bad input (study file, arguments), 75 the folder is in use (EX_TEMPFAIL: try again
@@ -92,6 +115,10 @@ def _study_folder(out: str, name: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.data_dir:
+        if not Path(args.data_dir).is_dir():
+            return _error(f"--data-dir {args.data_dir}: no such folder", EXIT_BAD_INPUT)
+        os.environ[DATA_DIR_ENV] = str(Path(args.data_dir).resolve())  # worker processes inherit it
     try:
         overrides = {k: getattr(args, k) for k in ("trials", "epochs", "workers") if getattr(args, k) is not None}
         study = load_study(args.study, overrides)
@@ -145,7 +172,7 @@ def _run(study, store: TrialStore, folder: Path, specs, args, engines) -> int:
     try:
         results = run_specs(
             todo, workers=study.workers, store=store, progress=not args.quiet, engine=args.engine,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size, device=None if args.device == "auto" else args.device,
         )
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished trials are stored in {store.path}; run the same command to resume",
