@@ -110,3 +110,13 @@ def test_image_task_reads_no_data_until_used(tmp_path, monkeypatch):
     assert task.input_shape == (3, 32, 32) and task.num_classes == 10
     with pytest.raises(FileNotFoundError, match="cifar"):
         task.split_size("train")
+
+
+def test_trial_records_carry_metric_dicts_with_the_primary_score():
+    spec = RowSpec.make(dataset="blur", space="sequential", op_set="good", method="das", hp_set="H1", epochs=1,
+                        options={"problem": {"samples_per_evaluation": 128}, "ops": {"channels": 2},
+                                 "space": {"n_layers": 2}}).trial(0)
+    record = run_batch([spec], engine="loop")[0].to_record()
+    assert record["metric"] == "psnr"
+    assert record["arch_metrics"] == {"psnr": record["arch_score"]}
+    assert record["oneshot_metrics"] == {"psnr": record["oneshot_score"]}

@@ -20,6 +20,10 @@ class SearchOutcome:
     final_alphas: list | None = None
     alpha_history: list | None = None
     extra: dict = field(default_factory=dict)
+    # Every metric of the task, by name, where the method computed them (the scores above are
+    # the primary metric's values).
+    oneshot_metrics: dict = field(default_factory=dict)
+    arch_metrics: dict = field(default_factory=dict)
 
 
 class Method(Protocol):

@@ -8,7 +8,8 @@ from typing import ClassVar
 
 from harness.methods.base import SearchOutcome
 from harness.methods.context import MethodContext, TrialDiverged
-from harness.methods.training import train_and_evaluate
+from harness.methods.training import arch_metrics, retrain_and_score
+from harness.tasks.metrics import METRICS
 
 
 @dataclass
@@ -58,18 +59,25 @@ class RandomSearch:
             child = ctx.streams.child(i)
             genotype = ctx.space.random_genotype(ctx.ops, child.generator("arch"))
             try:
-                score = train_and_evaluate(genotype, ctx, child)
+                scores = retrain_and_score(genotype, ctx, child)
             except TrialDiverged as exc:
-                score, reason = math.nan, str(exc)
+                scores, reason = None, str(exc)
             else:
                 reason = ""
-            candidates.append({"genotype": genotype, "score": score, "failure_reason": reason})
+            primary = ctx.task.primary
+            score = scores["val"][primary] if scores else math.nan  # candidates compete on validation
+            candidates.append({"genotype": genotype, "score": score, "failure_reason": reason, "scores": scores})
         finite = [c for c in candidates if math.isfinite(c["score"])]
         if not finite:
             raise TrialDiverged(f"all {self.k} random-search candidates failed: {candidates[0]['failure_reason']}")
-        best = max(finite, key=lambda c: c["score"])
+        sign = 1.0 if METRICS.get(ctx.task.primary).direction == "max" else -1.0
+        best = max(finite, key=lambda c: sign * c["score"])
+        best_scores = best["scores"]
+        for c in candidates:
+            del c["scores"]  # the record keeps each candidate's validation score only
         return SearchOutcome(
             genotype=best["genotype"],
-            arch_score=best["score"],
+            arch_score=best_scores["test"][ctx.task.primary],
+            arch_metrics=arch_metrics(best_scores),
             extra={"candidates": candidates, "n_failed_candidates": self.k - len(finite)},
         )

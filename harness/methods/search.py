@@ -32,7 +32,7 @@ from harness.methods.estimators import FirstOrder
 from harness.methods.relaxation import SoftmaxRelaxation
 from harness.methods.schedules import alpha_lr_factor, cosine, natural_exp_cosine, param_lr_factor
 from harness.methods.state import SearchState
-from harness.methods.training import check_finite, evaluate_primary, set_lr, task_loss, train_network
+from harness.methods.training import check_finite, evaluate_metrics, set_lr, task_loss, train_network
 from harness.spaces import PARAMETER_FREE_OPS
 from harness.spaces.ops import MixedOp
 from harness.tasks.base import Batch
@@ -508,7 +508,7 @@ class ComposedSearch:
             check_finite(final.sum(), "in the final architecture parameters")
         with evaluating(run.model, state):
             mix = self.relaxation.weights(run.masked(final), None)
-            oneshot = evaluate_primary(run.model, ctx, mix, run.mixer)
+            oneshot_metrics = evaluate_metrics(run.model, ctx, mix, run.mixer)
         probe = SupernetProbe(self, run)
         extra: dict = {"epochs_run": run.epochs_run, "stopped_early": run.stopped_early}
         if self.hessian != "none":
@@ -526,7 +526,8 @@ class ComposedSearch:
             genotype = self.discretization.genotype(run.space, probs, ctx.ops)
         return SearchOutcome(
             genotype=genotype,
-            oneshot_score=oneshot,
+            oneshot_score=oneshot_metrics[ctx.task.primary],
+            oneshot_metrics=oneshot_metrics,
             final_alphas=final.cpu().tolist(),
             alpha_history=run.history,
             extra=extra,

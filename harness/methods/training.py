@@ -76,10 +76,24 @@ def evaluate_primary(
     return evaluate_metrics(model, ctx, weights, mixer, split)[ctx.task.primary]
 
 
-def train_and_evaluate(genotype, ctx: MethodContext, streams=None) -> float:
-    """Build ``genotype`` from scratch, train it for ``ctx.epochs`` and return its primary validation metric."""
+def retrain_and_score(genotype, ctx: MethodContext, streams=None) -> dict[str, dict[str, float]]:
+    """Build ``genotype`` from scratch, train it on the task's retraining split for ``ctx.epochs`` and
+    score it: ``{"val": metrics, "test": metrics}``. Selection (random search) uses ``val``; the
+    trial's architecture score is the primary ``test`` metric. A synthetic task's splits are
+    alike, so its test metrics are its validation metrics (no second evaluation)."""
     streams = streams or ctx.streams
     with streams.seeded_init("retrain_init"):
         model = ctx.space.network(genotype, ctx.op_config).to(ctx.device)
     train_network(model, ctx, streams.generator("retrain_data"), streams.generator("noise_op"))
-    return evaluate_primary(model, ctx, split="test")
+    val = evaluate_metrics(model, ctx, split="val")
+    test = val if "synthetic-data" in ctx.task.capabilities else evaluate_metrics(model, ctx, split="test")
+    return {"val": val, "test": test}
+
+
+def arch_metrics(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    """A trial's ``arch_metrics``: the test metrics, plus the validation ones as ``val_<name>``
+    where they differ in kind (finite data sets)."""
+    out = dict(scores["test"])
+    if scores["val"] is not scores["test"]:
+        out.update({f"val_{k}": v for k, v in scores["val"].items()})
+    return out

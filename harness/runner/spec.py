@@ -175,6 +175,9 @@ class TrialResult:
     final_alphas: list | None = None
     alpha_history: list | None = None
     extra: dict = field(default_factory=dict)
+    # Every metric of the task by name (``metric`` is the primary one, whose values are the scores).
+    oneshot_metrics: dict = field(default_factory=dict)
+    arch_metrics: dict = field(default_factory=dict)
 
     def to_record(self) -> dict:
         record = {"trial_id": self.spec.trial_id, **self.spec.to_dict()}
@@ -195,6 +198,8 @@ class TrialResult:
             final_alphas=self.final_alphas,
             alpha_history=self.alpha_history,
             extra=self.extra,
+            oneshot_metrics=self.oneshot_metrics,
+            arch_metrics=self.arch_metrics,
             finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
         )
         return _json_safe(record)

@@ -15,7 +15,7 @@ import torch
 
 from harness.methods import TrialDiverged, make_method, resolve_hp_set
 from harness.methods.context import MethodContext, Streams
-from harness.methods.training import train_and_evaluate
+from harness.methods.training import arch_metrics, retrain_and_score
 from harness.runner.spec import STATUS_FAILED, STATUS_OK, RowSpec, TrialResult, TrialSpec
 from harness.runner.typed import OPTION_GROUPS
 from harness.spaces import PARAMETER_FREE_OPS, SPACES, OpConfig, op_names
@@ -79,6 +79,7 @@ def run_trial(spec: TrialSpec, device: torch.device | str | None = None) -> Tria
     result = TrialResult(spec=spec, status=STATUS_FAILED)
     try:
         method, ctx = build_context(spec, device)
+        result.metric = ctx.task.primary
         result.extra["op_names"] = list(ctx.ops)
         result.extra["positions"] = ctx.space.positions()
         result.extra["engine"] = "loop"
@@ -87,7 +88,9 @@ def run_trial(spec: TrialSpec, device: torch.device | str | None = None) -> Tria
         _take_outcome(result, outcome, ctx)
         if outcome.arch_score is None:
             retrain_start = time.perf_counter()
-            result.arch_score = train_and_evaluate(outcome.genotype, ctx)
+            scores = retrain_and_score(outcome.genotype, ctx)
+            result.arch_metrics = arch_metrics(scores)
+            result.arch_score = scores["test"][ctx.task.primary]
             result.retrain_runtime_s = time.perf_counter() - retrain_start
         else:
             result.arch_score = outcome.arch_score
@@ -104,6 +107,8 @@ def run_trial(spec: TrialSpec, device: torch.device | str | None = None) -> Tria
 def _take_outcome(result: TrialResult, outcome, ctx: MethodContext) -> None:
     result.genotype = outcome.genotype
     result.oneshot_score = outcome.oneshot_score
+    result.oneshot_metrics = dict(outcome.oneshot_metrics)
+    result.arch_metrics = dict(outcome.arch_metrics)
     result.final_alphas = outcome.final_alphas
     result.alpha_history = outcome.alpha_history
     result.extra.update(outcome.extra)
@@ -113,6 +118,10 @@ def _take_outcome(result: TrialResult, outcome, ctx: MethodContext) -> None:
 def _finish(result: TrialResult) -> None:
     if not math.isfinite(result.arch_score):
         raise TrialDiverged(f"diverged: non-finite architecture score ({result.arch_score})")
+    # Engines that compute only the primary metric still fill the dicts with it.
+    result.arch_metrics = result.arch_metrics or {result.metric: result.arch_score}
+    if not result.oneshot_metrics and math.isfinite(result.oneshot_score):
+        result.oneshot_metrics = {result.metric: result.oneshot_score}
     result.status = STATUS_OK
 
 
@@ -177,6 +186,7 @@ def _run_batched(specs: list[TrialSpec], device) -> list[TrialResult]:
             _record_exception(result, exc)
             continue
         result.extra.update(op_names=list(ctx.ops), positions=ctx.space.positions(), engine="batched")
+        result.metric = ctx.task.primary
         live.append(result)
         ctxs.append(ctx)
     k = len(live)
