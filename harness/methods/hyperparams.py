@@ -143,15 +143,21 @@ def resolve_hp_set(name: str, overrides: dict | None = None) -> HyperParams:
     return hp.replace(**overrides) if overrides else hp
 
 
-def load_tuned(folder: str) -> HyperParams:
+def tuned_values(folder: str) -> dict:
+    """The hyperparameters a tuning run wrote into ``<folder>/best_hyperparameters.json``, as written
+    (a study pins exactly these into its trial specs, so a field added to ``HyperParams`` later
+    does not change the ids of stored tuned trials)."""
     path = Path(folder) / TUNED_FILE
     if not path.exists():
         raise FileNotFoundError(
             f"hyperparameter set 'tuned:{folder}' needs {path}, written by `python -m harness.tune`"
         )
     data = json.loads(path.read_text())
-    values = data.get("hyperparameters", data)
-    return HyperParams().replace(**values)
+    return dict(data.get("hyperparameters", data))
+
+
+def load_tuned(folder: str) -> HyperParams:
+    return HyperParams().replace(**tuned_values(folder))
 
 
 def validate_hp_set_name(name: str) -> str:

@@ -28,7 +28,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from harness.methods import METHODS, make_method
-from harness.methods.hyperparams import TUNED_PREFIX, HyperParams, load_tuned, validate_hp_set_name
+from harness.methods.hyperparams import TUNED_PREFIX, HyperParams, load_tuned, tuned_values, validate_hp_set_name
 from harness.runner.spec import RowSpec, TrialSpec
 from harness.runner.trial import build_context
 from harness.runner.typed import ValueTypeError, typed_options, typed_row
@@ -214,7 +214,9 @@ def _pin_tuned(hp_set: str, overrides: dict) -> dict:
     spec, so the trial id (and a resumed study) reflects the hyperparameters actually used."""
     if not hp_set.startswith(TUNED_PREFIX):
         return overrides
-    return {**load_tuned(hp_set[len(TUNED_PREFIX):]).to_dict(), **overrides}
+    folder = hp_set[len(TUNED_PREFIX):]
+    load_tuned(folder)  # validates the file
+    return {**tuned_values(folder), **overrides}
 
 
 def _check_rows_build(study: StudyConfig) -> None:
