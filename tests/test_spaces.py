@@ -68,8 +68,11 @@ def test_op_sets():
     assert op_names("good", "sequential") == ("lgd", "net")
     assert op_names("all", "sequential") == ("lgd", "net", "roll", "noise")
     assert "zero" in op_names("good", "nonsequential") and "zero" in op_names("all", "nonsequential")
-    assert PARAMETER_FREE_OPS == {"roll", "noise", "zero"}
-    assert set(OP_SETS.names()) == {"good", "all"}
+    assert PARAMETER_FREE_OPS == {"roll", "noise", "zero", "none", "max_pool_3x3", "avg_pool_3x3", "skip_connect"}
+    assert set(OP_SETS.names()) == {"good", "all", "darts"}
+    assert len(op_names("darts", "darts-cell")) == 8 and op_names("darts", "darts-cell")[0] == "none"
+    with pytest.raises(ValueError, match="op set 'good' is not defined for space 'darts-cell'; use darts"):
+        op_names("good", "darts-cell")
 
 
 def test_mixed_op_is_weighted_sum():

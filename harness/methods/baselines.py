@@ -34,7 +34,7 @@ class RandomArchitecture:
     searches_alpha: ClassVar[bool] = False  # a capability: no architecture parameters to learn
     name: str = "random"
     entry: str = "M05"
-    spaces: tuple[str, ...] = ("sequential", "nonsequential")
+    spaces: tuple[str, ...] = ("sequential", "nonsequential", "darts-cell")
     description: str = "a single uniformly random architecture"
 
     def search(self, ctx: MethodContext) -> SearchOutcome:
@@ -49,7 +49,7 @@ class RandomSearch:
     searches_alpha: ClassVar[bool] = False  # a capability: no architecture parameters to learn
     name: str = "random-search"
     entry: str = "M06"
-    spaces: tuple[str, ...] = ("sequential", "nonsequential")
+    spaces: tuple[str, ...] = ("sequential", "nonsequential", "darts-cell")
     k: int = 5
     description: str = "best of k random architectures (equal time budget)"
 

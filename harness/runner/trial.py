@@ -50,8 +50,11 @@ def build_context(spec: TrialSpec, device: torch.device | str | None = None) -> 
     if space_name not in method.spaces:
         raise ValueError(f"method {spec.method!r} does not run on space {spec.space!r} (runs on {method.spaces})")
     space = SPACES.get(spec.space)(**opts["space"])
+    task = make_task(spec.dataset, opts["problem"], device=device)
+    if hasattr(space, "bind"):  # a space that sizes its networks to the task's inputs and classes
+        space.bind(task)
     ctx = MethodContext(
-        task=make_task(spec.dataset, opts["problem"], device=device),
+        task=task,
         space=space,
         ops=op_names(spec.op_set, space_name),
         op_config=make_op_config(opts["ops"]),

@@ -246,7 +246,8 @@ def row_warnings(study: StudyConfig) -> list[str]:
         spec = row.spec
         method = make_method(spec.method, spec.options_dict.get("method"))
         hp = resolve_hp_set(spec.hp_set, spec.hp_overrides_dict)
-        if not getattr(method, "searches_alpha", True) or not hp.alpha_warmup or spec.epochs > hp.warmup_epochs:
+        searches = getattr(method, "searches_alpha", True)
+        if not searches or not hp.alpha_warmup or not 1 < spec.epochs <= hp.warmup_epochs:
             continue
         frozen = alpha_frozen_epochs(spec.epochs, hp.alpha_warmup, hp.warmup_epochs)
         warnings.append(
