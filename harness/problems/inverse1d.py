@@ -10,12 +10,12 @@ documented (with the calibration evidence) in docs/open_choices.md.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
 
+from harness.options import replace_options
 from harness.problems.operators import LinearOperator, blur_operator
 
 
@@ -57,11 +57,7 @@ class ProblemConfig:
             raise ValueError("samples_per_evaluation must be a multiple of batch_size")
 
     def replace(self, **options) -> ProblemConfig:
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"unknown problem option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return dataclasses.replace(self, **options)
+        return replace_options(self, options, "problem")
 
     @property
     def batches_per_epoch(self) -> int:

@@ -10,7 +10,6 @@ method's own randomness (docs/open_choices.md).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from harness.options import replace_options
 from harness.tasks.base import Batch
 from harness.tasks.data import NORMALIZATION, load_dataset, search_split, split_indices
 from harness.tasks.metrics import METRICS
@@ -47,11 +47,7 @@ class ImageTaskConfig:
     split_seed: int = 0
 
     def replace(self, **options) -> ImageTaskConfig:
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"unknown task option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return dataclasses.replace(self, **options)
+        return replace_options(self, options, "task")
 
     def __post_init__(self) -> None:
         if self.dataset not in ("cifar10", "cifar100", "mnist"):
