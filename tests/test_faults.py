@@ -24,7 +24,6 @@ from harness.runner.store import StoreWriteError, TrialStore  # noqa: E402
 
 def _assert_clean(row: fi.FaultRow) -> None:
     assert (row.lost, row.duplicated) == (0, 0), row
-    assert "failed: 0" in row.note or "reported or rerun failed" not in row.note, row
 
 
 def test_torn_tail_at_sampled_offsets_is_healed_and_reported(tmp_path):

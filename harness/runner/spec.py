@@ -122,7 +122,7 @@ class RowSpec:
     def from_record(cls, record: dict) -> RowSpec:
         """The row of a stored trial record (which names the overrides ``overrides``)."""
         return cls.make(
-            **{f: record.get(f) for f in ROW_FIELDS[:6]},
+            **{f: record.get(f) for f in ROW_FIELDS if f not in ("hp_overrides", "options")},
             hp_overrides=record.get("overrides") or {},
             options=record.get("options") or {},
         )

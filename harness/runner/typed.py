@@ -55,7 +55,8 @@ def _signature_types(func: Callable, skip: tuple[str, ...] = ("self", "name")) -
 def group_types(group: str, row: RowSpec) -> dict[str, Any]:
     """The declared types of an option group's keys for this row (its space and method)."""
     if group == "problem":  # the task's options (a 1D problem's or an image task's)
-        return TASKS.get(row.dataset).option_types()
+        config_type = type(TASKS.get(row.dataset).config)
+        return {k: t for k, t in _dataclass_types(config_type).items() if k != "name"}
     if group == "ops":
         return _dataclass_types(OpConfig)
     if group == "space":

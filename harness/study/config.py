@@ -27,8 +27,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from harness.methods import METHODS, make_method
+from harness.methods import METHODS, make_method, resolve_hp_set
 from harness.methods.hyperparams import TUNED_PREFIX, HyperParams, load_tuned, tuned_values, validate_hp_set_name
+from harness.methods.schedules import alpha_frozen_epochs
 from harness.runner.spec import RowSpec, TrialSpec
 from harness.runner.trial import build_context
 from harness.runner.typed import ValueTypeError, typed_options, typed_row
@@ -238,9 +239,6 @@ def load_study(path: str | Path, overrides: dict | None = None) -> StudyConfig:
 def row_warnings(study: StudyConfig) -> list[str]:
     """Rows that will hardly search: the alpha warm-up takes all but the last of their epochs, so
     the architecture stays near the argmax of the random initial alpha."""
-    from harness.methods import resolve_hp_set
-    from harness.methods.schedules import alpha_frozen_epochs
-
     warnings = []
     for row in study.rows:
         spec = row.spec

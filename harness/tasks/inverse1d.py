@@ -23,8 +23,15 @@ class InverseTask:
     def __init__(self, problem: InverseProblem) -> None:
         self.problem = problem
         self.name = problem.config.name
-        self.batch_size = problem.config.batch_size
-        self.batches_per_epoch = problem.config.batches_per_epoch
+
+    # Read from the problem's config each time: callers (benchmarks/calibrate_problem.py) swap it.
+    @property
+    def batch_size(self) -> int:
+        return self.problem.config.batch_size
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.problem.config.batches_per_epoch
 
     def sample(self, generator: torch.Generator, split: str = "train") -> Batch:
         """A fresh batch; the problems are synthetic, so every split draws new samples alike."""

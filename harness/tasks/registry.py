@@ -6,8 +6,6 @@ Each entry holds the task's default config (a frozen dataclass whose fields are 
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,10 +22,6 @@ class TaskEntry:
     config: Any  # the default config; ``config.replace(**options)`` applies a study's options
     build: Callable[[Any, Any], Task]  # (config, device) -> task
     description: str
-
-    def option_types(self) -> dict[str, Any]:
-        hints = typing.get_type_hints(type(self.config))
-        return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(self.config) if f.name != "name"}
 
 
 TASKS: Registry[TaskEntry] = Registry("dataset")
