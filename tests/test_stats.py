@@ -12,7 +12,7 @@ from scipy import stats
 
 import harness.stats as hs
 from harness.runner.store import TrialStore, load_trials
-from harness.stats._common import group_rng
+from harness.stats._common import group_rng, rng_key
 from harness.stats.correlation import _rowwise_kendall, _rowwise_pearson, _rowwise_spearman
 
 N_BOOT = 200
@@ -178,7 +178,7 @@ def test_correlations_match_scipy(two_groups):
     assert (das["kendall_tau"], das["kendall_p"]) == pytest.approx((kt.statistic, kt.pvalue))
     assert das["n_pairs"] == 30
     # Paired BCa CIs equal scipy's bootstrap of scipy's statistics, drawn in the same order.
-    rng = group_rng(0, ("corr", *(das[c] for c in hs.GROUP_COLUMNS)))
+    rng = group_rng(0, ("corr", *rng_key({c: das[c] for c in hs.GROUP_COLUMNS})))
     for name, func in (("pearson", stats.pearsonr), ("spearman", stats.spearmanr), ("kendall", stats.kendalltau)):
         want = stats.bootstrap(
             (shot_a, a), lambda x, y, f=func: f(x, y)[0], paired=True, vectorized=False, n_resamples=N_BOOT, rng=rng

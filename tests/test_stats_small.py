@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 import harness.stats as hs
-from harness.stats._common import group_rng
+from harness.stats._common import group_rng, rng_key
 from harness.stats.correlation import STATISTICS
 
 N_BOOT = 300
@@ -84,7 +84,7 @@ def test_correlation_boundaries_against_scipy(n):
     # With 6 pairs many resamples are permutations of the sample, whose r equals the sample's up to
     # the last bit, and BCa's bias correction counts those ties; so Pearson's reference uses our
     # statistic (equal to scipy's to 1e-10, see test_rowwise_bootstrap_statistics_match_scipy).
-    rng = group_rng(0, ("corr", *(out[c] for c in hs.GROUP_COLUMNS)))
+    rng = group_rng(0, ("corr", *rng_key({c: out[c] for c in hs.GROUP_COLUMNS})))
     spearman = lambda a, b, axis=-1: stats.spearmanr(a, b).statistic
     for name, func, method in (("pearson", STATISTICS["pearson"], "BCa"), ("spearman", spearman, "percentile")):
         want = stats.bootstrap(

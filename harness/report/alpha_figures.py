@@ -18,6 +18,7 @@ from matplotlib.colors import Normalize
 
 from harness.report.figures import WRAP, grid_shape, new_figure, num_text, save_png
 from harness.report.identity import ROW_IDENTITY, identity_key, n_lines, row_label
+from harness.report.metric_text import score_label
 from harness.stats import alpha_probabilities, iter_groups
 from harness.stats.alpha_motion import FROZEN_THRESHOLD, alpha_motion, trial_motion
 
@@ -68,7 +69,8 @@ def alpha_trajectories(record: pd.Series, path: Path, notes: list[str]) -> Path 
     if motion["prob_motion"] < FROZEN_THRESHOLD:
         moved += f" < {FROZEN_THRESHOLD:g}: essentially did not move"
     what = row_label({c: record.get(c, "-") for c in ROW_IDENTITY}, ROW_IDENTITY, wrap=2 * WRAP)
-    fig.suptitle(f"{what} / seed {record.get('seed')}: arch score {num_text(score)}\n{moved}", fontsize=9)
+    scored = f"{score_label(record.get('metric'))} {num_text(score)}"
+    fig.suptitle(f"{what} / seed {record.get('seed')}: {scored}\n{moved}", fontsize=9)
     return save_png(fig, path)
 
 

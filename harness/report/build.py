@@ -2,8 +2,10 @@
 
 Everything is recomputed from ``trials.jsonl`` on each call, so a report can be refreshed
 while a study is still running and never disagrees with the trials it describes. Every
-statistic groups by the full row identity (``ROW_IDENTITY``: the paper's columns plus epochs
-and the override text ``variant``), so rows that differ only in their overrides stay apart.
+statistic groups by the full row identity (``ROW_IDENTITY``: the paper's columns plus the
+metric, epochs and the override text ``variant``), so rows that differ only in their overrides
+stay apart and scores of different metrics are never pooled: figures are drawn per data set and
+metric (``View``), and every label names the metric.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from harness.report import alpha_figures as af
 from harness.report import figures as fg
 from harness.report import sections as sec
 from harness.report.identity import ROW_IDENTITY, add_levels, identity_key, with_identity
+from harness.report.metric_text import views
 from harness.report.tables import order_key, ordered, sort_groups
 from harness.runner.store import TRIALS_FILE, TrialStore
 from harness.stats import (
@@ -36,7 +39,8 @@ FIGURES_DIR = "figures"
 FIGURE_PREFIXES = (
     "methods_", "scatter_", "distribution_", "ecdf_", "seed_budget_", "op_frequency_", "alphas_", "alpha_motion",
 )
-STEPS_BY = ("dataset", "space", "op_set", "epochs", "variant")
+STEPS_BY = ("dataset", "metric", "space", "op_set", "epochs", "variant")
+CELL = ("dataset", "metric", "space", "op_set")  # what a comparison holds fixed
 
 
 class ReportError(RuntimeError):
@@ -91,8 +95,8 @@ def write_report(
     runtime = describe_scores(df, ROW_IDENTITY[1:], oneshot=None, n_boot=0)
     leveled, level_keys = add_levels(df)
     pairs = list(itertools.combinations(sorted(level_keys, key=level_keys.__getitem__), 2))
-    comparisons = compare_groups(leveled, between="level", pairs=pairs, n_boot=n_boot, seed=seed)
-    comparisons = sort_groups(comparisons, ["dataset", "space", "op_set"])
+    comparisons = compare_groups(leveled, CELL, between="level", pairs=pairs, n_boot=n_boot, seed=seed)
+    comparisons = sort_groups(comparisons, list(CELL))
     steps = _steps(df, seed)
     budget_boot = min(n_boot, 500)
     curve = ci_width_curve(df, ROW_IDENTITY, n_boot=budget_boot, seed=seed)
@@ -115,20 +119,21 @@ def write_report(
     fig_dir = folder / FIGURES_DIR
     _remove_stale_figures(fig_dir)
     figs: dict[str, Path | None] = {}
-    datasets = ordered("dataset", df["dataset"].dropna())
-    for d in datasets:
-        tag = fg.safe_name(d)
+    shown = views(df)
+    for v in shown:  # one data set's rows of one metric
+        tag, d = fg.safe_name(v.tag), v.dataset
+        trials, ranked = df[df["metric"] == v.metric], ranking[ranking["metric"] == v.metric]
         if sec.ranks_methods(ranking):
-            figs[f"methods_{tag}"] = fg.method_ranking_figure(ranking, d, fig_dir / f"methods_{tag}.png", notes)
-        figs[f"scatter_{tag}"] = fg.scatter_dataset(df, d, fig_dir / f"scatter_{tag}.png", notes)
+            figs[f"methods_{tag}"] = fg.method_ranking_figure(ranked, d, fig_dir / f"methods_{tag}.png", notes)
+        figs[f"scatter_{tag}"] = fg.scatter_dataset(trials, d, fig_dir / f"scatter_{tag}.png", notes)
         png = fig_dir / f"distribution_{tag}.png"
-        figs[f"distribution_{tag}"] = fg.distributions_dataset(df, d, png, notes)
-        figs[f"ecdf_{tag}"] = fg.ecdf_dataset(df, d, fig_dir / f"ecdf_{tag}.png", notes)
+        figs[f"distribution_{tag}"] = fg.distributions_dataset(trials, d, png, notes)
+        figs[f"ecdf_{tag}"] = fg.ecdf_dataset(trials, d, fig_dir / f"ecdf_{tag}.png", notes)
         png = fig_dir / f"seed_budget_{tag}.png"
-        figs[f"seed_budget_{tag}"] = fg.seed_budget_figure(curve, budget, d, png)
-        for s in ordered("space", df.loc[df["dataset"] == d, "space"].dropna()):
+        figs[f"seed_budget_{tag}"] = fg.seed_budget_figure(curve[curve["metric"] == v.metric], budget, d, png)
+        for s in ordered("space", trials.loc[trials["dataset"] == d, "space"].dropna()):
             name = f"op_frequency_{tag}_{fg.safe_name(s)}"
-            figs[name] = fg.op_frequency_figure(df, d, s, fig_dir / f"{name}.png", notes)
+            figs[name] = fg.op_frequency_figure(trials, d, s, fig_dir / f"{name}.png", notes)
     if not motion.empty:
         figs["alpha_motion"] = af.alpha_motion_figure(df, fig_dir / "alpha_motion.png", notes)
     for rec in af.pick_alpha_trials(df, alpha_trials):
@@ -143,12 +148,12 @@ def write_report(
     if store.damaged:  # torn fragments of crashed writes: their trials count as not run
         doc.warning(store.damage_note())
     sec.paper_layout(doc, summary, runtime)
-    sec.methods_section(doc, ranking, figs, datasets)
-    sec.correlation_section(doc, summary, figs, datasets)
-    sec.distribution_section(doc, figs, datasets)
+    sec.methods_section(doc, ranking, figs, shown)
+    sec.correlation_section(doc, summary, figs, shown)
+    sec.distribution_section(doc, figs, shown)
     sec.comparison_section(doc, comparisons)
     sec.steps_section(doc, steps)
-    sec.budget_section(doc, budget, figs, datasets, target_width)
+    sec.budget_section(doc, budget, figs, shown, target_width)
     sec.alpha_motion_section(doc, motion, figs)
     sec.architecture_section(doc, figs)
     sec.failures_section(doc, df)

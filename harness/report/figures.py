@@ -3,7 +3,8 @@
 Why no pyplot: the report may run inside a notebook or a worker thread, and pyplot's global
 state (backend, current figure) would leak into or out of it. Each function writes one PNG
 and returns its path, or None with a reason appended to ``notes`` when there is nothing to
-draw (empty groups, all-failed groups, baselines without a one-shot score).
+draw (empty groups, all-failed groups, baselines without a one-shot score). Callers pass the
+trials of one metric (a ``View``); every score axis is labelled with it (``score_label``).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from harness.report.identity import LEVEL_COLUMNS, ROW_COLUMNS, identity_key, n_lines, row_label
+from harness.report.metric_text import score_label
 from harness.report.tables import label, ordered
 from harness.stats import correlate, fit_inverse_sqrt, iter_groups, op_frequencies
-from harness.stats._common import n_failed, ok_pairs, ok_values
+from harness.stats._common import group_metric, n_failed, ok_pairs, ok_values
+from harness.tasks.metrics import metric_label
 
 # What one scatter panel holds: a row less its op set (op sets are the colours).
 PANEL_COLUMNS = ("space", "method", "hp_set", "epochs", "variant")
@@ -65,6 +68,7 @@ def scatter_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: list[str]
     Always writes the PNG (a message panel if no trial has a one-shot score).
     """
     sub = df[df["dataset"] == dataset]
+    metric = group_metric(sub).name
     panels = []
     for labels, g in iter_groups(sub, PANEL_COLUMNS):
         if ok_pairs(g, "oneshot_score", "arch_score")[0].size:
@@ -94,13 +98,13 @@ def scatter_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: list[str]
         failed = n_failed(g)
         title = row_label(labels, PANEL_COLUMNS, wrap=WRAP)
         ax.set_title(title + (f"\n({failed} failed trial(s) not shown)" if failed else ""), fontsize=9)
-        ax.set_xlabel("one-shot validation PSNR")
-        ax.set_ylabel("architecture validation PSNR")
+        ax.set_xlabel(score_label(metric, "one-shot"))
+        ax.set_ylabel(score_label(metric))
         ax.legend(fontsize=7, loc="best")
         ax.grid(alpha=0.3)
     for ax in axes[len(panels) :]:
         ax.set_axis_off()
-    fig.suptitle(f"{label('dataset', dataset)}: architecture vs one-shot score")
+    fig.suptitle(f"{label('dataset', dataset)}: architecture vs one-shot {metric_label(metric)}")
     return save_png(fig, path)
 
 
@@ -118,7 +122,8 @@ def _rows(df: pd.DataFrame) -> list[tuple[str, np.ndarray, int]]:
 
 def distributions_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: list[str]) -> Path | None:
     """Box + strip plot of architecture scores per row (space / op set / method / hp set / epochs / variant)."""
-    rows = _rows(df[df["dataset"] == dataset])
+    sub = df[df["dataset"] == dataset]
+    rows = _rows(sub)
     if not any(v.size for _, v, _ in rows):
         notes.append(f"distributions {dataset}: no ok trials")
         return None
@@ -133,7 +138,7 @@ def distributions_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: lis
     ax.set_yticks(range(len(rows)), [n if v.size else f"{n} — all failed" for n, v, _ in rows], fontsize=8)
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.invert_yaxis()
-    ax.set_xlabel("architecture validation PSNR")
+    ax.set_xlabel(score_label(group_metric(sub).name))
     ax.set_title(f"{label('dataset', dataset)}: distribution over trials (ok trials only)")
     ax.grid(axis="x", alpha=0.3)
     return save_png(fig, path)
@@ -165,7 +170,7 @@ def ecdf_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: list[str]) -
             style, color = ("-" if i < 10 else "--"), f"C{i % 10}"
             ax.step(xs, np.arange(1, xs.size + 1) / xs.size, style, where="post", label=name, color=color)
         ax.set_title(f"{label('dataset', dataset)} / {space}")
-        ax.set_xlabel("architecture validation PSNR")
+        ax.set_xlabel(score_label(group_metric(sub).name))
         ax.set_ylabel("fraction of ok trials ≤ x")
         ax.legend(fontsize=6, loc="upper left")
         ax.grid(alpha=0.3)
@@ -245,7 +250,7 @@ def seed_budget_figure(curve: pd.DataFrame, budget: pd.DataFrame, dataset: str, 
         ax.set_title(f"{label('dataset', dataset)} / {space}", fontsize=9)
         ax.legend(fontsize=6)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("95% CI width of the median")
+    axes[0].set_ylabel(f"95% CI width of the median {metric_label(group_metric(sub).name)}")
     fig.suptitle("Seed budget: points = subsample bootstrap, lines = c/√n fit", fontsize=10)
     return save_png(fig, path)
 
@@ -254,6 +259,7 @@ def method_ranking_figure(ranking: pd.DataFrame, dataset: str, path: Path, notes
     """Per (space, op set): median architecture score with its CI per method, best on top, and
     the one-shot/architecture Spearman correlation with its CI beside it (baselines in grey)."""
     sub = ranking[ranking["dataset"] == dataset]
+    metric = group_metric(sub)
     panels = [(labels, g) for labels, g in iter_groups(sub, ("space", "op_set")) if g["median"].notna().any()]
     if not panels:
         notes.append(f"method ranking ({dataset}): no group with a finite median")
@@ -269,7 +275,7 @@ def method_ranking_figure(ranking: pd.DataFrame, dataset: str, path: Path, notes
         names = [row_label(r, LEVEL_COLUMNS, wrap=WRAP) for r in group.to_dict("records")]
         colours = ["0.6" if b else "C0" for b in group["baseline"]]
         panels_of_row = (
-            (grid[i, 0], "median", "median_ci_low", "median_ci_high", "median arch. score, 95% CI"),
+            (grid[i, 0], "median", "median_ci_low", "median_ci_high", f"median {score_label(metric.name)}, 95% CI"),
             (grid[i, 1], "spearman_rho", "spearman_ci_low", "spearman_ci_high", "Spearman one-shot vs arch."),
         )
         for cell, centre, low, high, title in panels_of_row:
@@ -287,5 +293,6 @@ def method_ranking_figure(ranking: pd.DataFrame, dataset: str, path: Path, notes
             if centre == "spearman_rho":
                 ax.axvline(0, color="0.3", lw=0.8)
                 ax.set_xlim(-1.05, 1.05)
-    fig.suptitle(f"{label('dataset', dataset)}: methods ranked by median architecture score")
+    what = f"median architecture {metric.display_name}, {metric.direction_text}"
+    fig.suptitle(f"{label('dataset', dataset)}: methods ranked by {what} (best on top)")
     return save_png(fig, path)

@@ -4,6 +4,8 @@ Why: two rows that differ only in epochs or in hyperparameter overrides are diff
 experiments; pooling them, or printing them under the same label, would present one as the
 other. Every table and figure of the report groups by ``ROW_IDENTITY`` and names a row with
 ``row_label``, which shows the epochs and, when there is one, the override text (``variant``).
+The metric is part of the identity (scores of different metrics are never pooled) but not of a
+row's name: every table and figure shows one metric and says which.
 """
 
 from __future__ import annotations
@@ -15,22 +17,28 @@ import pandas as pd
 
 from harness.report.tables import BASELINE_METHODS, epochs_text, has_variant, label, order_key
 from harness.stats import GROUP_COLUMNS
+from harness.stats._common import METRIC, metric_labels
 
 NO_VARIANT = "-"
 # The stats package groups by the same columns, so a report row is exactly one stats group.
 ROW_IDENTITY: tuple[str, ...] = tuple(GROUP_COLUMNS)
+# The identity as a table shows it: the metric is named by the table's heading or caption.
+SHOWN_IDENTITY: tuple[str, ...] = tuple(c for c in ROW_IDENTITY if c != METRIC)
 # The identity below the data set: what tells rows apart inside one data set's figure.
-ROW_COLUMNS: tuple[str, ...] = tuple(c for c in ROW_IDENTITY if c != "dataset")
+ROW_COLUMNS: tuple[str, ...] = tuple(c for c in SHOWN_IDENTITY if c != "dataset")
 # Of a level compared within one (dataset, space, op set) cell.
 LEVEL_COLUMNS: tuple[str, ...] = ("method", "hp_set", "epochs", "variant")
 
 
 def with_identity(df: pd.DataFrame) -> pd.DataFrame:
-    """The trials with every identity column; frames from before ``variant`` existed get '-'."""
+    """The trials with every identity column; frames from before ``variant`` existed get '-'.
+
+    ``metric`` is ``metric_labels``: a failed trial carries its data set's metric."""
     out = df.copy()
     for column in ROW_IDENTITY:
         if column not in out.columns:
             out[column] = NO_VARIANT  # an unknown setting reads as "-", like iter_groups
+    out[METRIC] = metric_labels(df)
     out["variant"] = out["variant"].astype(object).where(out["variant"].notna(), NO_VARIANT).astype(str)
     out.loc[out["variant"].str.strip() == "", "variant"] = NO_VARIANT
     return out
@@ -45,6 +53,8 @@ def row_label(labels: Mapping, columns: Sequence[str] = ROW_COLUMNS, wrap: int =
     parts = []
     for c in columns:
         value = labels.get(c, NO_VARIANT)
+        if c == METRIC:
+            continue
         if c == "variant":
             if has_variant(value):
                 parts.append(str(value))

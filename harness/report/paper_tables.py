@@ -95,6 +95,8 @@ PAPER_RANDOM_SEARCH_STEPS = {
 
 # [001] searched for 50 epochs in every table; a row at another budget is not its counterpart.
 PAPER_EPOCHS = 50
+# Every published number is a PSNR (dB) of a 1D task: rows of another metric have no counterpart.
+PAPER_METRIC = "psnr"
 
 # Which paper table shows which layout for which search space.
 METHOD_TABLE = {"sequential": 1, "nonsequential": 2}

@@ -1,21 +1,30 @@
 """The report's sections, each written to markdown and self-contained HTML at once.
 
 Every table names a row by its full identity (``ROW_IDENTITY``): epochs and overrides are
-columns or part of a row's label, so two rows that differ only there never look like one.
+columns or part of a row's label, so two rows that differ only there never look like one. The
+metric is in every caption or heading; in a study of several metrics each table holds one.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from harness.report import figures as fg
-from harness.report.identity import ROW_IDENTITY, row_label
-from harness.report.paper_tables import HP_TABLE, METHOD_TABLE, PAPER_RANDOM_SEARCH_STEPS
+from harness.report.doc import Doc
+from harness.report.identity import ROW_IDENTITY, SHOWN_IDENTITY, row_label
+from harness.report.metric_text import (
+    View,
+    heading_suffix,
+    metric_names,
+    metric_parts,
+    score_label,
+    scores_sentence,
+    width_text,
+)
+from harness.report.paper_tables import HP_TABLE, METHOD_TABLE, PAPER_METRIC, PAPER_RANDOM_SEARCH_STEPS
 from harness.report.tables import (
     BASELINE_METHODS,
     correlation_table,
@@ -26,70 +35,27 @@ from harness.report.tables import (
     ordered,
     paper_caption,
     paper_slices,
+    paper_table_no,
     slice_title,
     sort_groups,
-    to_html,
-    to_markdown,
 )
 from harness.runner.store import TRIALS_FILE
 from harness.stats._common import MIN_N_CI, iter_groups, ok_mask
 from harness.stats.alpha_motion import FROZEN_THRESHOLD
 from harness.stats.correlation import MIN_N_CORRELATION
+from harness.tasks.metrics import find_metric, metric_label
 
 MAX_COMPARISON_ROWS = 80
-CSS = """
-body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}
-table{border-collapse:collapse;font-size:12px;margin:0.5em 0 1.5em}
-th,td{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f0f0f0}
-td:first-child,th:first-child{text-align:left}
-img{max-width:100%}figure{margin:1em 0}figcaption{font-size:12px;color:#555}
-p.warning{color:#8a1c00;font-weight:bold}
-"""
 
 
-class Doc:
-    """The report as sections, rendered both to markdown and to self-contained HTML."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.md: list[str] = []
-        self.html: list[str] = []
-
-    def heading(self, text: str, level: int = 2) -> None:
-        self.md.append(f"{'#' * level} {text}\n")
-        self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
-
-    def text(self, text: str) -> None:
-        self.md.append(text + "\n")
-        self.html.append(f"<p>{html.escape(text)}</p>")
-
-    def warning(self, text: str) -> None:
-        """A sentence a reader must not miss: bold in markdown, highlighted in HTML."""
-        self.md.append(f"**Warning: {text}**\n")
-        self.html.append(f"<p class='warning'>Warning: {html.escape(text)}</p>")
-
-    def table(self, df: pd.DataFrame) -> None:
-        self.md.append(to_markdown(df))
-        self.html.append(to_html(df))
-
-    def figure(self, path: Path | None, caption: str = "") -> None:
-        if path is None:
-            return
-        rel = path.relative_to(self.folder).as_posix()
-        self.md.append(f"![{caption or path.stem}]({rel})\n")
-        data = base64.b64encode(path.read_bytes()).decode()
-        alt = html.escape(caption or path.stem)
-        image = f'<img alt="{alt}" src="data:image/png;base64,{data}"/>'
-        self.html.append(f"<figure>{image}<figcaption>{alt}</figcaption></figure>")
-
-    def page(self, title: str) -> str:
-        return (
-            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{CSS}</style></head><body>{''.join(self.html)}</body></html>\n"
-        )
+def _part_intro(doc: Doc, metric: str, mixed: bool, text: str) -> None:
+    """A table's lead-in; headed with its metric where the study has several."""
+    if mixed:
+        doc.heading(metric_label(metric), 3)
+    doc.text(text)
 
 
-def _identity_cells(r: pd.Series | dict, columns=ROW_IDENTITY) -> dict:
+def _identity_cells(r: pd.Series | dict, columns=SHOWN_IDENTITY) -> dict:
     """The identity of a table row as display cells (data set and method by their paper names)."""
     names = {"dataset": "data", "op_set": "ops", "hp_set": "hp set"}
     return {names.get(c, c): label(c, r[c]) if c in ("dataset", "method") else r[c] for c in columns}
@@ -100,11 +66,14 @@ def header(doc: Doc, folder: Path, df: pd.DataFrame, motion: pd.DataFrame) -> No
     doc.heading(f"Study {folder.name}", 1)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     doc.text(f"{len(df)} trials ({failed} failed) in {folder}; generated {stamp} from {TRIALS_FILE}.")
+    paper = (
+        " Cells read 'ours (paper)' where [001] publishes a number (its PSNR tables); every paper table says "
+        "the epochs both sides used." if PAPER_METRIC in metric_names(df) else ""
+    )
     doc.text(
-        "Scores are architecture validation PSNR of ok trials; n counts all trials, failed trials are "
-        "counted but never enter a statistic. A row is (data set, space, op set, method, hp set, epochs, "
-        "variant); variant is the text of the row's overrides and options, '-' for none. Cells read "
-        "'ours (paper)' where [001] publishes a number; every paper table says the epochs both sides used."
+        f"{scores_sentence(df)} n counts all trials, failed trials are counted but never enter a statistic. "
+        "A row is (data set, space, op set, method, hp set, epochs, variant); variant is the text of the "
+        f"row's overrides and options, '-' for none.{paper}"
     )
     frozen = int(motion["frozen"].eq(True).sum()) if len(motion) else 0  # None: not measurable
     if frozen:
@@ -114,36 +83,43 @@ def header(doc: Doc, folder: Path, df: pd.DataFrame, motion: pd.DataFrame) -> No
 
 
 def paper_layout(doc: Doc, summary: pd.DataFrame, runtime: pd.DataFrame) -> None:
-    """Tables 1-4 layouts, one table per (epochs, variant) slice, each headed with both."""
-    for space in ordered("space", summary["space"]):
-        for labels, part in paper_slices(summary[summary["space"] == space]):
-            no = METHOD_TABLE.get(space)
-            what = slice_title(labels, part.loc[~part["method"].isin(BASELINE_METHODS), "hp_set"])
-            title = f"Table {no} layout: methods" if no else "Methods"
-            doc.heading(f"{title}, {space} space ({what})")
-            doc.text(paper_caption(labels, no))
-            doc.table(method_table(part, runtime, space))
-            search = part[~part["method"].isin(BASELINE_METHODS)]
-            if not search.empty:
-                no = HP_TABLE.get(space)
-                title = f"Table {no} layout: hyperparameter sets" if no else "Hyperparameter sets"
-                doc.heading(f"{title}, {space} space ({slice_title(labels, search['hp_set'])})")
-                doc.text(paper_caption(labels, no))
-                doc.table(hp_table(part, space))
+    """Tables 1-4 layouts, one table per (metric, epochs, variant) slice, each headed with all three
+    (the metric only when the study has several); [001]'s numbers only beside PSNR rows."""
+    parts = metric_parts(summary)
+    for metric, scored in parts:
+        suffix = heading_suffix(metric, len(parts) > 1)
+        times = runtime[runtime["metric"] == metric] if "metric" in runtime.columns else runtime
+        for space in ordered("space", scored["space"]):
+            for labels, part in paper_slices(scored[scored["space"] == space]):
+                no = paper_table_no(METHOD_TABLE, space, metric)
+                what = slice_title(labels, part.loc[~part["method"].isin(BASELINE_METHODS), "hp_set"])
+                title = f"Table {no} layout: methods" if no else "Methods"
+                doc.heading(f"{title}, {space} space ({what}){suffix}")
+                doc.text(paper_caption(labels, no, metric))
+                doc.table(method_table(part, times, space, metric))
+                search = part[~part["method"].isin(BASELINE_METHODS)]
+                if not search.empty:
+                    no = paper_table_no(HP_TABLE, space, metric)
+                    title = f"Table {no} layout: hyperparameter sets" if no else "Hyperparameter sets"
+                    doc.heading(f"{title}, {space} space ({slice_title(labels, search['hp_set'])}){suffix}")
+                    doc.text(paper_caption(labels, no, metric))
+                    doc.table(hp_table(part, space, metric))
 
 
 def ranks_methods(ranking: pd.DataFrame) -> bool:
-    """Whether some (dataset, space, op set) holds at least three search rows to rank."""
+    """Whether some (dataset, metric, space, op set) holds at least three search rows to rank."""
     search = ranking[~ranking["baseline"]]
-    return bool(len(search)) and int(search.groupby(["dataset", "space", "op_set"]).size().max()) >= 3
+    return bool(len(search)) and int(search.groupby(["dataset", "metric", "space", "op_set"]).size().max()) >= 3
 
 
-def methods_section(doc: Doc, ranking: pd.DataFrame, figs: dict, datasets: list[str]) -> None:
+def methods_section(doc: Doc, ranking: pd.DataFrame, figs: dict, views: list[View]) -> None:
     if not ranks_methods(ranking):
         return
     doc.heading("Methods ranked by median architecture score")
+    best = "; ".join(f"{find_metric(m).best_word} median {metric_label(m)}" for m in metric_names(ranking))
     doc.text(
-        "Rank 1 = highest median retrained-architecture score within its data set, space and op set; "
+        f"Rank 1 = best median retrained-architecture score ({best}) within its data set, space and op set; "
+        "best = the best trial's score. "
         f"CIs are scipy BCa bootstrap intervals (percentile where BCa is undefined; see the note columns); "
         f"groups under {MIN_N_CI} ok trials get no CI and under {MIN_N_CORRELATION} no correlation. "
         "Spearman: one-shot vs architecture score over the "
@@ -154,36 +130,42 @@ def methods_section(doc: Doc, ranking: pd.DataFrame, figs: dict, datasets: list[
     cols = {
         "rank": "rank", "method": "method", "hp_set": "hp set", "epochs": "epochs", "variant": "variant",
         "n": "n", "n_failed": "failed", "median": "median", "median_ci_low": "CI low",
-        "median_ci_high": "CI high", "max": "max", "spearman_rho": "Spearman", "spearman_p": "p",
+        "median_ci_high": "CI high", "best": "best", "spearman_rho": "Spearman", "spearman_p": "p",
         "hessian_median": "Hessian", "param_free_mean": "param-free ops", "seed_distance_mean": "seed distance",
         "runtime_mean_s": "runtime s",
     }
-    for labels, group in iter_groups(ranking, ("dataset", "space", "op_set")):
-        doc.heading(f"{label('dataset', labels['dataset'])}, {labels['space']} space, {labels['op_set']} ops", 3)
+    for labels, group in iter_groups(ranking, ("dataset", "metric", "space", "op_set")):
+        where = f"{label('dataset', labels['dataset'])}, {labels['space']} space, {labels['op_set']} ops"
+        doc.heading(f"{where}: {metric_label(labels['metric'])}", 3)
         table = group[[c for c in cols if c in group.columns]].rename(columns=cols).copy()
         table["method"] = [label("method", m) for m in table["method"]]
         doc.table(table)
-    for d in datasets:
-        doc.figure(figs.get(f"methods_{fg.safe_name(d)}"), f"{label('dataset', d)}: methods ranked")
+    for v in views:
+        caption = f"{label('dataset', v.dataset)}: methods ranked by median architecture {metric_label(v.metric)}"
+        doc.figure(figs.get(f"methods_{fg.safe_name(v.tag)}"), caption)
 
 
-def correlation_section(doc: Doc, summary: pd.DataFrame, figs: dict, datasets: list[str]) -> None:
+def correlation_section(doc: Doc, summary: pd.DataFrame, figs: dict, views: list[View]) -> None:
     doc.heading("One-shot vs architecture score (Figs 3-8)")
-    table = correlation_table(summary)
-    if table.empty:
+    parts = [(m, correlation_table(part)) for m, part in metric_parts(summary)]
+    parts = [(m, table) for m, table in parts if not table.empty]
+    if not parts:
         doc.text("No group has one-shot scores (baselines only, or all trials failed).")
-    else:
+    for metric, table in parts:
+        text = f"Per row, one-shot vs architecture {metric_label(metric)} over the ok trials with both scores."
+        _part_intro(doc, metric, len(parts) > 1, text)
         doc.table(table)
-    for d in datasets:
-        doc.figure(figs.get(f"scatter_{fg.safe_name(d)}"), f"{label('dataset', d)}: arch vs one-shot score")
+    for v in views:
+        caption = f"{label('dataset', v.dataset)}: {score_label(v.metric)} vs {score_label(v.metric, 'one-shot')}"
+        doc.figure(figs.get(f"scatter_{fg.safe_name(v.tag)}"), caption)
 
 
-def distribution_section(doc: Doc, figs: dict, datasets: list[str]) -> None:
+def distribution_section(doc: Doc, figs: dict, views: list[View]) -> None:
     doc.heading("Distributions over trials")
-    for d in datasets:
-        tag = fg.safe_name(d)
-        doc.figure(figs.get(f"distribution_{tag}"), f"{label('dataset', d)}: box and strip plot per row")
-        doc.figure(figs.get(f"ecdf_{tag}"), f"{label('dataset', d)}: empirical CDF per row")
+    for v in views:
+        tag, what = fg.safe_name(v.tag), f"{label('dataset', v.dataset)}: {score_label(v.metric)}"
+        doc.figure(figs.get(f"distribution_{tag}"), f"{what}, box and strip plot per row")
+        doc.figure(figs.get(f"ecdf_{tag}"), f"{what}, empirical CDF per row")
 
 
 def comparison_section(doc: Doc, comparisons: pd.DataFrame) -> None:
@@ -191,14 +173,28 @@ def comparison_section(doc: Doc, comparisons: pd.DataFrame) -> None:
     if comparisons.empty:
         doc.text("Fewer than two rows per data set, space and op set: nothing to compare.")
         return
-    doc.text("A and B name a row as method/hp set, epochs and, when set, its overrides.")
+    doc.text(
+        "A and B name a row as method/hp set, epochs and, when set, its overrides. P(A beats B): the chance "
+        "that a random trial of A scores better than one of B (ties count 1/2)."
+    )
     # Per data set / space / op set, the reference is its first level (e.g. das/H1) vs the rest.
-    cell = ["dataset", "space", "op_set"]
+    cell = ["dataset", "metric", "space", "op_set"]
     reference = comparisons.groupby(cell, sort=False)["a"].transform("first")
     shown = comparisons[comparisons["a"] == reference].head(MAX_COMPARISON_ROWS)
+    parts = metric_parts(shown)
+    for metric, part in parts:
+        text = f"Medians and their difference in {metric_label(metric)}; {find_metric(metric).direction_text}."
+        _part_intro(doc, metric, len(parts) > 1, text)
+        doc.table(_comparison_rows(part))
+    if len(shown) < len(comparisons):
+        shown_of = f"Showing {len(shown)} of {len(comparisons)} pairs"
+        doc.text(f"{shown_of} (the reference of each cell vs the rest); all are in comparisons.csv.")
+
+
+def _comparison_rows(shown: pd.DataFrame) -> pd.DataFrame:
     rows = [
         {
-            **_identity_cells(r, cell),
+            **_identity_cells(r, ("dataset", "space", "op_set")),
             "A": r["a"],
             "B": r["b"],
             "ok A (failed)": f"{r['n_a']} ({r['n_failed_a']})",
@@ -208,15 +204,12 @@ def comparison_section(doc: Doc, comparisons: pd.DataFrame) -> None:
             "Δ med [95% CI]": f"{fmt(r['median_diff'])} [{fmt(r['median_diff_ci_low'])}, "
             f"{fmt(r['median_diff_ci_high'])}]",
             "Mann-Whitney p": fmt(r["mannwhitney_p"], 3),
-            "P(A > B)": fmt(r["prob_a_beats_b"]),
+            "P(A beats B)": fmt(r["prob_a_beats_b"]),
             "note": r["note"],
         }
         for _, r in shown.iterrows()
     ]
-    doc.table(pd.DataFrame(rows))
-    if len(shown) < len(comparisons):
-        shown_of = f"Showing {len(shown)} of {len(comparisons)} pairs"
-        doc.text(f"{shown_of} (the reference of each cell vs the rest); all are in comparisons.csv.")
+    return pd.DataFrame(rows)
 
 
 def steps_section(doc: Doc, steps: pd.DataFrame) -> None:
@@ -224,6 +217,25 @@ def steps_section(doc: Doc, steps: pd.DataFrame) -> None:
     if steps.empty:
         doc.text("Needs 'random' trials and 'das' trials in the same data set, space, op set, epochs and variant.")
         return
+    doc.text(
+        "The random pool of a row is the random trials with the same epochs and variant; failed ones count as "
+        "draws that did not improve."
+    )
+    parts = metric_parts(steps)
+    for metric, part in parts:
+        higher = "higher" if find_metric(metric).direction == "max" else "lower"
+        text = f"Target: the DAS median {metric_label(metric)}; a random trial beats it by scoring {higher}."
+        _part_intro(doc, metric, len(parts) > 1, text)
+        doc.table(_steps_rows(part))
+        if metric == PAPER_METRIC:
+            p = PAPER_RANDOM_SEARCH_STEPS
+            doc.text(
+                f"Paper (50 epochs): {p['dataset']}, {p['space']}, {p['op_set']} ops: {p['mean_steps']:.0f} steps "
+                f"on average ({p['n_runs']} runs) to beat the DAS median PSNR of {p['target']} dB."
+            )
+
+
+def _steps_rows(steps: pd.DataFrame) -> pd.DataFrame:
     rows = [
         {
             **_identity_cells(r, ("dataset", "space", "op_set", "epochs", "variant")),
@@ -238,20 +250,24 @@ def steps_section(doc: Doc, steps: pd.DataFrame) -> None:
         }
         for _, r in steps.iterrows()
     ]
-    doc.table(pd.DataFrame(rows))
-    p = PAPER_RANDOM_SEARCH_STEPS
-    doc.text(
-        f"Paper (50 epochs): {p['dataset']}, {p['space']}, {p['op_set']} ops: {p['mean_steps']:.0f} steps on "
-        f"average ({p['n_runs']} runs) to beat the DAS median of {p['target']}. The random pool of a row is "
-        "the random trials with the same epochs and variant; failed ones count as draws that did not improve."
-    )
+    return pd.DataFrame(rows)
 
 
-def budget_section(doc: Doc, budget: pd.DataFrame, figs: dict, datasets: list[str], target: float) -> None:
-    doc.heading(f"Seed budget: trials for a {target:g} PSNR wide 95% CI of the median")
+def budget_section(doc: Doc, budget: pd.DataFrame, figs: dict, views: list[View], target: float) -> None:
+    doc.heading(f"Seed budget: trials for a {width_text(metric_names(budget), target)} wide 95% CI of the median")
     if budget["n_needed"].notna().sum() == 0:
         doc.text(f"No group has enough ok trials ({MIN_N_CI}) for an estimate.")
         return
+    parts = metric_parts(budget)
+    for metric, part in parts:
+        _part_intro(doc, metric, len(parts) > 1, f"CI widths of the median architecture {metric_label(metric)}.")
+        doc.table(_budget_rows(part))
+    for v in views:
+        caption = f"{label('dataset', v.dataset)}: CI width of the median {metric_label(v.metric)} vs trials"
+        doc.figure(figs.get(f"seed_budget_{fg.safe_name(v.tag)}"), caption)
+
+
+def _budget_rows(budget: pd.DataFrame) -> pd.DataFrame:
     rows = [
         {
             "row": row_label(r, ROW_IDENTITY),
@@ -265,9 +281,7 @@ def budget_section(doc: Doc, budget: pd.DataFrame, figs: dict, datasets: list[st
         }
         for _, r in budget.iterrows()
     ]
-    doc.table(pd.DataFrame(rows))
-    for d in datasets:
-        doc.figure(figs.get(f"seed_budget_{fg.safe_name(d)}"), f"{label('dataset', d)}: CI width vs trials")
+    return pd.DataFrame(rows)
 
 
 def frozen_sentence(r: pd.Series | dict) -> str:
@@ -297,7 +311,7 @@ def alpha_motion_section(doc: Doc, motion: pd.DataFrame, figs: dict) -> None:
     )
     rows = [
         {
-            **_identity_cells(r, ROW_IDENTITY),
+            **_identity_cells(r),
             "trials with alpha": r["n_alpha"],
             "max |Δp| median": f"{r['prob_motion_median']:.2g}",
             "max |Δp| max": f"{r['prob_motion_max']:.2g}",
@@ -334,8 +348,8 @@ def failures_section(doc: Doc, df: pd.DataFrame) -> None:
     if failed.empty:
         doc.text("No failed trials.")
         return
-    table = failed[list(ROW_IDENTITY)].astype(str)
+    table = failed[list(SHOWN_IDENTITY)].astype(str)
     table["reason"] = failed["failure_reason"].fillna("").astype(str).str.slice(0, 120)
     counts = table.value_counts(sort=False).rename("count").reset_index()
-    doc.table(sort_groups(counts, list(ROW_IDENTITY)))
+    doc.table(sort_groups(counts, list(SHOWN_IDENTITY)))
 

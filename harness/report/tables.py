@@ -15,11 +15,13 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
-from harness.report.paper_tables import HP_TABLE, METHOD_TABLE, PAPER_EPOCHS, paper_row
+from harness.report.paper_tables import HP_TABLE, METHOD_TABLE, PAPER_EPOCHS, PAPER_METRIC, paper_row
+from harness.tasks.metrics import find_metric, metric_label
 
 BASELINE_METHODS = ("lg-only", "nets-only", "random", "random-search")
 ORDER = {
     "dataset": ["blur", "downsampling"],
+    "metric": ["psnr", "accuracy"],
     "space": ["sequential", "nonsequential"],
     "op_set": ["good", "all"],
     "method": ["lg-only", "nets-only", "das", "random", "random-search"],
@@ -129,11 +131,23 @@ def slice_title(labels: dict, hp_sets: Iterable[str]) -> str:
     return f"{text}, overrides {variant}" if has_variant(variant) else text
 
 
-def paper_caption(labels: dict, table_no: int | None) -> str:
-    """Says what the parenthesized paper numbers are, and whether they are our rows' counterpart."""
+def paper_table_no(tables: dict[str, int], space: str, metric: str = PAPER_METRIC) -> int | None:
+    """The [001] table for a space (``METHOD_TABLE`` or ``HP_TABLE``); None for a metric other
+    than the paper's PSNR, whose rows have no published counterpart."""
+    return tables.get(space) if metric == PAPER_METRIC else None
+
+
+def paper_caption(labels: dict, table_no: int | None, metric: str | None = None) -> str:
+    """Says what the cells are (with ``metric``), what the parenthesized paper numbers are, and
+    whether they are our rows' counterpart."""
+    cells = ""
+    if metric is not None:
+        cells = f"Cells: architecture {metric_label(metric)}, {find_metric(metric).direction_text}. "
     if table_no is None:
-        return f"Ours: {epochs_text(labels['epochs'])}. [001] has no table for this space."
-    ours = f"Ours: {epochs_text(labels['epochs'])}; in parentheses [001] Table {table_no}, at {PAPER_EPOCHS} epochs"
+        what = "this space" if metric in (None, PAPER_METRIC) else find_metric(metric).display_name
+        return f"{cells}Ours: {epochs_text(labels['epochs'])}. [001] has no table for {what}."
+    ours = f"{cells}Ours: {epochs_text(labels['epochs'])}; "
+    ours += f"in parentheses [001] Table {table_no}, at {PAPER_EPOCHS} epochs"
     differs = []
     if not _same_epochs(labels["epochs"]):
         differs.append(f"our search ran {epochs_text(labels['epochs'])}, not {PAPER_EPOCHS}")
@@ -164,14 +178,15 @@ def _same_epochs(epochs) -> bool:
         return False
 
 
-def method_table(summary: pd.DataFrame, runtime: pd.DataFrame, space: str) -> pd.DataFrame:
-    """Table 1/2 layout for one search space and one ``paper_slices`` slice of the summary.
+def method_table(summary: pd.DataFrame, runtime: pd.DataFrame, space: str, metric: str = PAPER_METRIC) -> pd.DataFrame:
+    """Table 1/2 layout for one search space and one ``paper_slices`` slice of one metric's summary.
 
-    ``runtime`` is ``describe_scores`` by (space, op_set, method, hp_set, epochs, variant): one
-    mean runtime per row over all data sets, as in the paper.
+    ``runtime`` is ``describe_scores`` by (metric, space, op_set, method, hp_set, epochs,
+    variant): one mean runtime per row over all data sets, as in the paper. Paper numbers only
+    for PSNR rows.
     """
     sub = summary[summary["space"] == space]
-    table_no = METHOD_TABLE.get(space)
+    table_no = paper_table_no(METHOD_TABLE, space, metric)
     datasets = ordered("dataset", sub["dataset"])
     rows_keys = sort_groups(sub[ROW_KEYS].drop_duplicates(), ROW_KEYS)
     show_hp = bool((rows_keys.groupby(["op_set", "method"]).size() > 1).any())
@@ -195,10 +210,10 @@ def method_table(summary: pd.DataFrame, runtime: pd.DataFrame, space: str) -> pd
     return pd.DataFrame(out)
 
 
-def hp_table(summary: pd.DataFrame, space: str) -> pd.DataFrame:
+def hp_table(summary: pd.DataFrame, space: str, metric: str = PAPER_METRIC) -> pd.DataFrame:
     """Table 3/4 layout (search methods only) for one slice: rows data set x hp set, good vs all ops."""
     sub = summary[(summary["space"] == space) & ~summary["method"].isin(BASELINE_METHODS)]
-    table_no = HP_TABLE.get(space)
+    table_no = paper_table_no(HP_TABLE, space, metric)
     op_sets = ordered("op_set", sub["op_set"])
     key_cols = ["dataset", "method", "hp_set"]
     keys = sort_groups(sub[key_cols].drop_duplicates(), key_cols)

@@ -3,10 +3,12 @@
 Each function takes the DataFrame from ``harness.runner.store.load_trials`` and the columns
 to group by (default ``GROUP_COLUMNS``) and returns a DataFrame with one row per group.
 Only ok trials enter a statistic; ``n`` and ``n_failed`` always say how many were left out.
-Groups are rows of the study (``GROUP_COLUMNS`` include epochs and the overrides/options
-``variant``), so different rows are never pooled. CIs are ``scipy.stats.bootstrap`` (BCa by
-default), seeded per group. Groups below ``MIN_N_CI`` / ``MIN_N_CORRELATION`` trials, or
-degenerate ones, give NaN and a reason in a ``*note`` column, never an error.
+Groups are rows of the study (``GROUP_COLUMNS`` include the metric, epochs and the
+overrides/options ``variant``), so different rows, and scores of different metrics, are never
+pooled; ``group_metric`` gives a group's ``Metric`` (its label, unit and direction). CIs are
+``scipy.stats.bootstrap`` (BCa by default), seeded per group. Groups below ``MIN_N_CI`` /
+``MIN_N_CORRELATION`` trials, or degenerate ones, give NaN and a reason in a ``*note`` column,
+never an error.
 """
 
 from harness.stats._common import (
@@ -16,7 +18,9 @@ from harness.stats._common import (
     bootstrap_ci,
     bootstrap_distribution,
     bootstrap_interval,
+    group_metric,
     iter_groups,
+    metric_labels,
     ok_values,
 )
 from harness.stats.compare import compare_groups, compare_two, level_labels, prob_superiority
@@ -50,8 +54,10 @@ __all__ = [
     "expected_steps",
     "fit_inverse_sqrt",
     "flatten_genotype",
+    "group_metric",
     "iter_groups",
     "level_labels",
+    "metric_labels",
     "ok_values",
     "op_frequencies",
     "prob_superiority",

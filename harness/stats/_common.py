@@ -3,7 +3,8 @@
 Every statistic in this package is computed on the ``ok`` trials of a group only; failed
 trials are counted separately so that they never enter a statistic silently. Groups are keyed
 by everything that defines a row (``GROUP_COLUMNS``), so rows that differ only in epochs or
-in their overrides/options (``variant``) are never pooled.
+in their overrides/options (``variant``) are never pooled, and neither are scores of different
+metrics (``metric``: PSNR of the 1D tasks, accuracy of the image tasks).
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-GROUP_COLUMNS: tuple[str, ...] = ("dataset", "space", "op_set", "method", "hp_set", "epochs", "variant")
+from harness.tasks.metrics import Metric, find_metric
+
+GROUP_COLUMNS: tuple[str, ...] = ("dataset", "metric", "space", "op_set", "method", "hp_set", "epochs", "variant")
 # Older exports and hand-built frames lack these; a missing one is a single '-' group.
-OPTIONAL_GROUP_COLUMNS: tuple[str, ...] = ("epochs", "variant")
+OPTIONAL_GROUP_COLUMNS: tuple[str, ...] = ("metric", "epochs", "variant")
+METRIC = "metric"
 STATUS_OK = "ok"
 MISSING_LABEL = "-"
 CI_METHODS = ("BCa", "percentile", "basic")
@@ -59,7 +63,9 @@ def iter_groups(df: pd.DataFrame, by: str | Sequence[str] | None) -> Iterator[tu
         raise KeyError(f"grouping column(s) {missing} not in the trials table; have {list(df.columns)}")
     keyed = df.copy()
     for c in cols:
-        if c not in keyed.columns:
+        if c == METRIC:
+            keyed[c] = metric_labels(df)
+        elif c not in keyed.columns:
             keyed[c] = MISSING_LABEL
         elif keyed[c].isna().any():
             keyed[c] = keyed[c].astype(object).where(keyed[c].notna(), MISSING_LABEL)
@@ -77,10 +83,37 @@ def mixed_settings(df: pd.DataFrame, ignore: Sequence[str] = ()) -> str:
     for c in OPTIONAL_GROUP_COLUMNS:
         if c in ignore or c not in df.columns:
             continue
-        values = df[c].astype(object).where(df[c].notna(), MISSING_LABEL).unique()
+        column = metric_labels(df) if c == METRIC else df[c].astype(object).where(df[c].notna(), MISSING_LABEL)
+        values = column.unique()
         if len(values) > 1:
             parts.append(f"{c} {', '.join(sorted(str(v) for v in values))}")
     return "mixes " + "; ".join(parts) if parts else ""
+
+
+def metric_labels(df: pd.DataFrame) -> pd.Series:
+    """Each trial's metric name, ``'-'`` where none is recorded.
+
+    A failed trial takes the metric of its data set's ok trials when they name exactly one: a
+    trial that failed before its task was built carries the runner's default metric, and it
+    must be counted in its own row rather than form a row of another metric.
+    """
+    if METRIC not in df.columns:
+        return pd.Series(MISSING_LABEL, index=df.index, dtype=object)
+    names = df[METRIC].astype(object).where(df[METRIC].notna(), MISSING_LABEL)
+    if "dataset" not in df.columns or "status" not in df.columns:
+        return names
+    ok = pd.Series(ok_mask(df), index=df.index)
+    per_dataset = names[ok].groupby(df.loc[ok, "dataset"]).unique()
+    single = {d: m[0] for d, m in per_dataset.items() if len(m) == 1}
+    fill = df["dataset"].map(single)
+    return names.where(ok | fill.isna(), fill)
+
+
+def group_metric(df: pd.DataFrame) -> Metric:
+    """The ``Metric`` of a group's scores (one metric per group: ``metric`` is a grouping column);
+    a generic higher-is-better score where the trials name none or several."""
+    names = metric_labels(df).unique()
+    return find_metric(names[0] if len(names) == 1 else None)
 
 
 def ok_mask(df: pd.DataFrame) -> np.ndarray:
@@ -115,9 +148,17 @@ def ok_pairs(df: pd.DataFrame, x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
     return xs[keep], ys[keep]
 
 
+def rng_key(labels: dict) -> tuple:
+    """A group's labels as its RNG key: all but the metric, which names the unit of the values
+    (fixed by the row's data set), so adding the column left every stored study's CIs as they were."""
+    return tuple(v for k, v in labels.items() if k != METRIC)
+
+
 def group_rng(seed: int, labels: dict | tuple | str = ()) -> np.random.Generator:
-    """An RNG per group, so a group's bootstrap does not change when other groups are added."""
-    values = tuple(labels.values()) if isinstance(labels, dict) else labels
+    """An RNG per group, so a group's bootstrap does not change when other groups are added.
+
+    A dict of labels is keyed by ``rng_key``; build tuple keys from ``rng_key`` too."""
+    values = rng_key(labels) if isinstance(labels, dict) else labels
     if isinstance(values, tuple):  # np.int64(2) and 2 must name the same group
         values = tuple(v.item() if isinstance(v, np.generic) else v for v in values)
     return np.random.default_rng([int(seed), zlib.crc32(repr(values).encode())])

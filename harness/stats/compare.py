@@ -3,7 +3,8 @@
 Score distributions over seeds are skewed and often bimodal (the paper's failure clusters),
 so we compare medians with a bootstrap CI (scipy's, BCa by default), use the rank-based
 Mann-Whitney U test, and give the probability that a random trial of A beats one of B: the
-chance a user who runs each once ends up better off with A.
+chance a user who runs each once ends up better off with A ("beats": a higher score for a
+metric where higher is better, a lower one for a metric like ``params_m``).
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ from harness.stats._common import (
     group_rng,
     iter_groups,
     join_notes,
+    metric_labels,
     mixed_settings,
     n_failed,
     ok_values,
+    rng_key,
 )
+from harness.tasks.metrics import find_metric
 
 COMPARE_COLUMNS = [
     "a",
@@ -70,10 +74,12 @@ def compare_two(
     rng: np.random.Generator | int = 0,
     ci_method: str = "BCa",
     min_n: int = MIN_N_CI,
+    direction: str = "max",
 ) -> dict:
     """Median difference (A - B) with bootstrap CI, two-sided Mann-Whitney U, P(A beats B).
 
     A and B are resampled independently; below ``min_n`` trials on a side there is no CI.
+    ``direction`` is the metric's: with ``'min'`` A beats B where its score is lower.
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     out = {c: np.nan for c in COMPARE_COLUMNS if c not in ("a", "b", "n_failed_a", "n_failed_b")}
@@ -83,7 +89,7 @@ def compare_two(
         return out
     out["median_a"], out["median_b"] = float(np.median(a)), float(np.median(b))
     out["median_diff"] = out["median_a"] - out["median_b"]
-    out["prob_a_beats_b"] = prob_superiority(a, b)
+    out["prob_a_beats_b"] = prob_superiority(a, b) if direction == "max" else prob_superiority(b, a)
     notes = []
     if np.unique(np.concatenate([a, b])).size == 1:
         notes.append("all values equal: no test")
@@ -130,14 +136,16 @@ def compare_groups(
 
     Levels are labelled by joining the ``between`` columns with '/'; with the defaults a row
     compares e.g. ``das/H1`` with ``random/H1`` on blur, sequential, all ops. A level that mixes
-    epochs or variants gets NaN and a note rather than pooling them: add ``epochs``/``variant``
-    to ``by`` or ``between`` to compare such rows.
+    epochs, variants or metrics, or two levels scored by different metrics, get NaN and a note
+    rather than pooling them: add ``epochs``/``variant`` to ``by`` or ``between`` to compare such
+    rows. P(A beats B) follows the metric's direction.
     """
     cols = as_list(by)
     same = cols + as_list(between)
     rows = []
     for labels, g in iter_groups(df, cols):
         lev = level_labels(g, between)
+        metric = metric_labels(g)
         present = sorted(lev.unique())
         todo = pairs if pairs is not None else list(itertools.combinations(present, 2))
         for a, b in todo:
@@ -145,13 +153,16 @@ def compare_groups(
                 continue
             ga, gb = g[lev == a], g[lev == b]
             why = {name: mixed_settings(part, same) for name, part in ((a, ga), (b, gb))}
+            names = sorted(set(metric[lev == a]) | set(metric[lev == b]))
+            if len(names) > 1 and not any(why.values()):
+                why[f"{a} vs {b}"] = f"score different metrics ({', '.join(map(str, names))})"
             if any(why.values()):
                 res = {c: np.nan for c in COMPARE_COLUMNS[2:]}
                 res.update(n_a=ok_values(ga, score).size, n_b=ok_values(gb, score).size)
                 res["note"] = join_notes(*(f"{k} {v}" for k, v in why.items() if v), "not pooled: no comparison")
             else:
-                rng = group_rng(seed, ("compare", *labels.values(), a, b))
-                kw = dict(n_boot=n_boot, ci=ci, rng=rng, ci_method=ci_method)
+                rng = group_rng(seed, ("compare", *rng_key(labels), a, b))
+                kw = dict(n_boot=n_boot, ci=ci, rng=rng, ci_method=ci_method, direction=find_metric(names[0]).direction)
                 res = compare_two(ok_values(ga, score), ok_values(gb, score), **kw)
             failed = {"n_failed_a": n_failed(ga), "n_failed_b": n_failed(gb)}
             rows.append({**labels, "a": a, "b": b, **failed, **res})

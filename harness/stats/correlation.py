@@ -24,6 +24,7 @@ from harness.stats._common import (
     iter_groups,
     join_notes,
     ok_pairs,
+    rng_key,
 )
 
 # Fewest pairs for a correlation, its p-value and (with at least MIN_N_CI pairs) its CI. With
@@ -171,7 +172,7 @@ def correlations(
     rows = []
     for labels, g in iter_groups(df, cols):
         xs, ys = ok_pairs(g, x, y)
-        rng = group_rng(seed, ("corr", *labels.values()))
+        rng = group_rng(seed, ("corr", *rng_key(labels)))
         kw = dict(n_boot=n_boot, ci=ci, rng=rng, x_name=x, y_name=y, ci_method=ci_method)
         rows.append({**labels, **correlate(xs, ys, **kw)})
     return pd.DataFrame(rows, columns=cols + CORRELATION_COLUMNS)

@@ -14,17 +14,36 @@ import pandas as pd
 from harness.stats._common import GROUP_COLUMNS, as_list, iter_groups, ok_mask
 
 FREQ_COLUMNS = ["position_index", "position", "op", "count", "n_genotypes", "freq"]
+CELL_TYPES = ("normal", "reduce")
+NOT_KEPT = "not kept"  # an edge of a DARTS cell that the discretization dropped
 
 
 def flatten_genotype(genotype) -> list[str]:
-    """Op names in position order: a sequential list as is, a list of cells concatenated."""
+    """Op names in position order: a sequential list as is, a list of cells concatenated, a
+    DARTS cell genotype as one op per edge of both cells (``cell_ops``)."""
     if genotype is None or isinstance(genotype, float):
         return []
+    if isinstance(genotype, dict) and all(c in genotype for c in CELL_TYPES):
+        return cell_ops(genotype)
     if isinstance(genotype, dict):
         genotype = list(genotype.values())
     out: list[str] = []
     for item in genotype:
         out.extend(flatten_genotype(item) if isinstance(item, (list, tuple, dict)) else [str(item)])
+    return out
+
+
+def cell_ops(genotype: dict) -> list[str]:
+    """A DARTS-format genotype (``{'normal': [[op, source], ...], 'reduce': ...}``, two kept inputs
+    per intermediate node in node order) as the op on every edge ``source -> node`` of the normal,
+    then the reduction cell, in the darts-cell space's position order (``'normal 0->2'``, ...);
+    edges the discretization dropped read ``NOT_KEPT``."""
+    out: list[str] = []
+    for cell in CELL_TYPES:
+        pairs = genotype[cell]
+        kept = {(int(source), 2 + k // 2): str(op) for k, (op, source) in enumerate(pairs)}
+        nodes = range(2, 2 + (len(pairs) + 1) // 2)
+        out.extend(kept.get((source, node), NOT_KEPT) for node in nodes for source in range(node))
     return out
 
 

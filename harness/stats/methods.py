@@ -1,7 +1,8 @@
 """Method comparison: rank methods by median architecture score and ask each the paper's question.
 
-For every (dataset, space, op set) the search methods are ranked by the median of their
-retrained-architecture score, with the bootstrap CI of that median, next to the Spearman
+For every (dataset, metric, space, op set) the search methods are ranked by the median of their
+retrained-architecture score (best first in the metric's direction: highest PSNR or accuracy,
+lowest ``params_m``), with the bootstrap CI of that median, next to the Spearman
 correlation between one-shot and architecture scores (does the supernet's ranking predict
 the retrained one?) and per-method diagnostics: the median dominant Hessian eigenvalue of the
 validation loss w.r.t. alpha at the end of search, the mean number of parameter-free ops
@@ -17,10 +18,11 @@ import numpy as np
 import pandas as pd
 
 from harness.spaces.distance import pairwise_distances
-from harness.stats._common import GROUP_COLUMNS, as_list, iter_groups, ok_mask
+from harness.stats._common import GROUP_COLUMNS, MISSING_LABEL, as_list, iter_groups, ok_mask
 from harness.stats.describe import summary_table
+from harness.tasks.metrics import find_metric
 
-RANK_WITHIN = ("dataset", "space", "op_set")
+RANK_WITHIN = ("dataset", "metric", "space", "op_set")
 
 
 def _ops_of(group: pd.DataFrame) -> list[str] | None:
@@ -72,10 +74,11 @@ def method_ranking(
     baselines: Sequence[str] = ("lg-only", "nets-only", "random", "random-search"),
     ci_method: str = "BCa",
 ) -> pd.DataFrame:
-    """One row per row of the study (``GROUP_COLUMNS``: dataset, space, op set, method, hp set,
-    epochs, variant), ranked within (dataset, space, op set) by the median architecture score
-    (1 = best; failed trials are counted in ``n_failed``). ``summary`` must be a
-    ``summary_table`` by ``GROUP_COLUMNS``."""
+    """One row per row of the study (``GROUP_COLUMNS``: dataset, metric, space, op set, method,
+    hp set, epochs, variant), ranked within (dataset, metric, space, op set) by the median
+    architecture score (1 = best in the metric's direction; failed trials are counted in
+    ``n_failed``). ``best`` is the best trial's score (``max``, or ``min`` for a lower-is-better
+    metric). ``summary`` must be a ``summary_table`` by ``GROUP_COLUMNS``."""
     if summary is None:
         summary = summary_table(df, GROUP_COLUMNS, n_boot=n_boot, seed=seed, ci_method=ci_method)
     table = summary.merge(diagnostics(df, GROUP_COLUMNS), on=list(GROUP_COLUMNS), how="left")
@@ -83,8 +86,15 @@ def method_ranking(
     if not include_baselines:
         table = table[~table["baseline"]]
     table = table.copy()
+    if "metric" not in table.columns:
+        table["metric"] = MISSING_LABEL
+    higher = table["metric"].map(lambda m: find_metric(m).direction == "max").astype(bool)
+    table["best"] = table["max"].where(higher, table["min"])
+    goodness = table["median"].where(higher, -table["median"])  # rank 1 = best in either direction
     table["rank"] = (
-        table.groupby(list(RANK_WITHIN), dropna=False)["median"].rank(ascending=False, method="min").astype("Int64")
+        goodness.groupby([table[c] for c in RANK_WITHIN], dropna=False)
+        .rank(ascending=False, method="min")
+        .astype("Int64")
     )
     keep = [
         *RANK_WITHIN,
@@ -101,6 +111,7 @@ def method_ranking(
         "median_ci_high",
         "median_ci_note",
         "mean",
+        "best",
         "max",
         "std",
         "oneshot_median",

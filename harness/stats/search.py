@@ -16,16 +16,22 @@ import pandas as pd
 
 from harness.stats._common import (
     GROUP_COLUMNS,
+    METRIC,
     MIN_N_CI,
+    OPTIONAL_GROUP_COLUMNS,
     as_list,
     bootstrap_ci,
+    group_metric,
     group_rng,
     iter_groups,
     join_notes,
     mixed_settings,
     n_failed,
     ok_values,
+    rng_key,
 )
+
+OTHER_SETTINGS = tuple(c for c in OPTIONAL_GROUP_COLUMNS if c != METRIC)  # what mixed_settings ignores
 
 STEPS_COLUMNS = [
     "reference",
@@ -52,13 +58,16 @@ def steps_to_beat(
     replace: bool = True,
     max_steps: int = 1000,
     rng: np.random.Generator | int = 0,
+    direction: str = "max",
 ) -> np.ndarray:
-    """Per run, the number of random draws from ``pool`` until a value exceeds ``target``.
+    """Per run, the number of random draws from ``pool`` until a value beats ``target`` (exceeds
+    it; with ``direction='min'``, falls below it).
 
     Runs that never beat it (within ``max_steps``, or through the whole pool when drawing
     without replacement) are censored and returned as NaN.
     """
-    pool = np.asarray(pool, dtype=float)
+    sign = 1.0 if direction == "max" else -1.0
+    pool, target = sign * np.asarray(pool, dtype=float), sign * target
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     steps = np.full(n_runs, np.nan)
     if pool.size == 0:
@@ -97,8 +106,8 @@ def random_search_steps(
     The pool is the group's ``random_method`` trials (all hp sets). With ``count_failed`` a
     failed random trial is a draw that did not improve (it still cost a training run). A
     fixed ``target`` (e.g. the paper's 18.57) replaces the reference medians. A pool or
-    reference that mixes epochs or variants is not pooled (NaN and a note): add ``epochs`` and
-    ``variant`` to ``by`` for such studies.
+    reference that mixes epochs, variants or metrics is not pooled (NaN and a note): add
+    ``epochs`` and ``variant`` to ``by`` for such studies. "Beat" follows the metric's direction.
     """
     cols = as_list(by)
     rows = []
@@ -107,12 +116,14 @@ def random_search_steps(
         ref_df = g[g["method"] == reference_method]
         if pool_df.empty and (ref_df.empty or target is not None):
             continue
-        pool_mixed = mixed_settings(pool_df, cols)
-        usable = pool_df.iloc[:0] if pool_mixed else pool_df  # different rows are never one pool
+        # Different rows, and scores of different metrics, are never one pool.
+        pool_mixed = mixed_settings(pool_df, cols) or ("" if METRIC in cols else mixed_settings(g, OTHER_SETTINGS))
+        usable = pool_df.iloc[:0] if pool_mixed else pool_df
+        direction = group_metric(g).direction
         pool = ok_values(usable, score)
         failed = len(usable) - pool.size  # failed trials and ok ones without a score
         if count_failed:
-            pool = np.concatenate([pool, np.full(failed, -np.inf)])
+            pool = np.concatenate([pool, np.full(failed, -np.inf if direction == "max" else np.inf)])
         if target is not None:
             targets = [("fixed", float(target), "")]
         else:
@@ -129,7 +140,8 @@ def random_search_steps(
             if not targets:
                 targets = [("-", np.nan, f"no {reference_method} trials")]
         for ref_label, tgt, ref_note in targets:
-            n_better = int((pool > tgt).sum()) if np.isfinite(tgt) else 0
+            better = pool > tgt if direction == "max" else pool < tgt
+            n_better = int(better.sum()) if np.isfinite(tgt) else 0
             row = {**labels, "reference": ref_label, "target": tgt, "n_pool": int(pool_df.shape[0])}
             row.update(n_pool_failed=int(failed), n_better=n_better, n_runs=n_runs)
             row["p_better"] = n_better / pool.size if pool.size else np.nan
@@ -140,8 +152,9 @@ def random_search_steps(
             if pool_df.empty:
                 notes.append(f"no {random_method} trials")
             if np.isfinite(tgt) and pool.size:
-                rng = group_rng(seed, ("steps", *labels.values(), ref_label))
-                steps = steps_to_beat(pool, tgt, n_runs=n_runs, replace=replace, max_steps=max_steps, rng=rng)
+                rng = group_rng(seed, ("steps", *rng_key(labels), ref_label))
+                kw = dict(n_runs=n_runs, replace=replace, max_steps=max_steps, rng=rng, direction=direction)
+                steps = steps_to_beat(pool, tgt, **kw)
             else:
                 steps = np.full(n_runs, np.nan)
             done = steps[np.isfinite(steps)]
@@ -187,7 +200,7 @@ def ci_width_curve(
         values = ok_values(g, score)
         if values.size < min_n:
             continue
-        rng = group_rng(seed, ("budget", *labels.values()))
+        rng = group_rng(seed, ("budget", *rng_key(labels)))
         grid = sorted({int(s) for s in sizes if min_n <= s <= values.size}) if sizes else None
         for n in grid or _default_sizes(values.size, min_n):
             widths = []

@@ -7,6 +7,8 @@
 * ``budget_correlation.png``: Spearman rank correlation of scores between budgets over the
   configurations evaluated on both; low values mean the low budgets mislead BOHB, the
   multi-fidelity analogue of [001]'s one-shot vs architecture correlation question.
+
+Score axes name the tuned task's metric (``metric_label``: ``'PSNR (dB)'``, ``'accuracy (%)'``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.runner.store import TrialStore
+from harness.tasks.metrics import metric_label
 from harness.tune.tuner import RunRecord
 
 PLOTS = ("incumbent_trajectory.png", "loss_per_budget.png", "budget_correlation.png")
@@ -56,7 +60,14 @@ def budget_correlation(runs: list[RunRecord]) -> tuple[list[float], np.ndarray, 
     return budgets, rho, counts
 
 
-def plot_trajectory(runs: list[RunRecord], path: Path) -> None:
+def run_metric(folder: str | Path) -> str | None:
+    """The metric the tuning run's ok trial records (``<folder>/trials.jsonl``) name, if exactly one
+    (a trial that failed before its task was built carries the runner's default metric)."""
+    names = {r.get("metric") for r in TrialStore(folder).records() if r.get("status") == "ok"} - {None}
+    return names.pop() if len(names) == 1 else None
+
+
+def plot_trajectory(runs: list[RunRecord], path: Path, metric: str | None = None) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     ordered = sorted(runs, key=lambda r: r.finished if math.isfinite(r.finished) else math.inf)
@@ -76,7 +87,7 @@ def plot_trajectory(runs: list[RunRecord], path: Path) -> None:
             by.append(by[-1])
             ax.step(bx, by, where="post", label=_label(budget))
     ax.set_xlabel("training epochs spent (all evaluations, all seeds)")
-    ax.set_ylabel("best score so far (PSNR)")
+    ax.set_ylabel(f"best {metric_label(metric)} so far")
     ax.set_title("Incumbent trajectory per budget")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(title="budget")
@@ -86,7 +97,7 @@ def plot_trajectory(runs: list[RunRecord], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_loss_per_budget(runs: list[RunRecord], path: Path) -> None:
+def plot_loss_per_budget(runs: list[RunRecord], path: Path, metric: str | None = None) -> None:
     plt = _plt()
     budgets = sorted({r.budget for r in runs})
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
@@ -106,7 +117,7 @@ def plot_loss_per_budget(runs: list[RunRecord], path: Path) -> None:
             )
     ax.set_xticks(range(len(budgets)), [_label(b) for b in budgets])
     ax.set_xlabel("budget")
-    ax.set_ylabel("score (PSNR) = -loss")
+    ax.set_ylabel(f"{metric_label(metric)} = -loss")
     ax.set_title("Scores per budget (line: median; x: failed)")
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
@@ -114,7 +125,7 @@ def plot_loss_per_budget(runs: list[RunRecord], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_budget_correlation(runs: list[RunRecord], path: Path) -> None:
+def plot_budget_correlation(runs: list[RunRecord], path: Path, metric: str | None = None) -> None:
     plt = _plt()
     budgets, rho, counts = budget_correlation(runs)
     fig, ax = plt.subplots(figsize=(1.2 * len(budgets) + 2.4, 1.0 * len(budgets) + 1.6))
@@ -135,16 +146,19 @@ def plot_budget_correlation(runs: list[RunRecord], path: Path) -> None:
     labels = [_label(b) for b in budgets]
     ax.set_xticks(range(len(budgets)), labels)
     ax.set_yticks(range(len(budgets)), labels)
-    ax.set_title("Spearman correlation of scores across budgets")
+    ax.set_title(f"Spearman correlation of {metric_label(metric)} across budgets")
     fig.colorbar(im, ax=ax, shrink=0.8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def write_plots(runs: list[RunRecord], folder: str | Path) -> list[Path]:
+def write_plots(runs: list[RunRecord], folder: str | Path, metric: str | None = None) -> list[Path]:
+    """The three plots into ``folder``; ``metric`` defaults to the one the folder's trial records name
+    (a generic 'score' label when they name none or several)."""
     folder = Path(folder)
+    metric = metric if metric is not None else run_metric(folder)
     paths = [folder / name for name in PLOTS]
     for draw, path in zip((plot_trajectory, plot_loss_per_budget, plot_budget_correlation), paths):
-        draw(runs, path)
+        draw(runs, path, metric)
     return paths
