@@ -35,10 +35,12 @@ def test_cell_search_runs_end_to_end_and_records_accuracy(tmp_path, capsys):
     for record in records.values():
         assert record["status"] == "ok", record["failure_reason"]
         assert record["metric"] == "accuracy" and 0 <= record["arch_score"] <= 100
-        assert set(record["arch_metrics"]) == {"accuracy", "val_accuracy"}
+        assert set(record["arch_metrics"]) == {"accuracy", "val_accuracy", "params_m", "flops_m"}
+        assert 0 < record["arch_metrics"]["params_m"] < 1 and record["arch_metrics"]["flops_m"] > 0
         genotype = genotype_from_json(record["genotype"])
         assert len(genotype.normal) == 8 and len(genotype.reduce) == 8  # two inputs for each of 4 nodes
     das = records["das"]
-    assert das["oneshot_metrics"] == {"accuracy": das["oneshot_score"]}
+    assert das["oneshot_metrics"]["accuracy"] == das["oneshot_score"]
+    assert 0 <= das["oneshot_metrics"]["inherited_accuracy"] <= 100  # derived genotype, supernet weights
     assert len(das["final_alphas"]) == 28 and len(das["final_alphas"][0]) == 8  # 2 cells x 14 edges x 8 ops
     assert main(argv) == 0 and "2 already stored, 0 to run" in capsys.readouterr().err

@@ -18,7 +18,10 @@ def test_paper_hyperparameter_sets():
     assert (b.alpha_lr, b.alpha_optimizer, b.alpha_warmup) == (0.0836808765, "adam", False)
     assert HP_SETS.get("BOHB-one-shot-DS").param_warmup is True
     assert HP_SETS.get("BOHB-Non-Seq-Blur").alpha_scheduler == "none"
-    assert len(HP_SETS) == 8
+    darts = HP_SETS.get("DARTS-CIFAR")  # [003] IV-B2 (+ our documented lr / clipping choices)
+    assert (darts.alpha_optimizer, darts.alpha_lr, darts.alpha_weight_decay) == ("adam", 3e-4, 1e-3)
+    assert (darts.param_optimizer, darts.param_momentum, darts.param_weight_decay) == ("sgd", 0.9, 3e-4)
+    assert len(HP_SETS) == 9
 
 
 def test_hyperparameter_overrides_and_validation(tmp_path):

@@ -48,11 +48,10 @@ def test_presets_run_on_the_nonsequential_space(method):
     assert len(r.genotype) == 2 and all(len(cell) == 15 for cell in r.genotype)
 
 
-def test_presets_that_need_more_than_1d_say_so():
-    needing = [n for n, p in METHODS.items() if p.needs]
-    assert "pc-darts" in needing
+def test_cell_only_presets_say_where_they_run():
+    assert METHODS.get("pc-darts").spaces == ("darts-cell",) and "pc-darts" not in ONE_D_PRESETS
     r = run_trial(spec("pc-darts"))
-    assert r.status == STATUS_FAILED and "needs multi-channel" in r.failure_reason
+    assert r.status == STATUS_FAILED and "does not run on space 'sequential'" in r.failure_reason
 
 
 def test_preset_hyperparameters_are_options_with_clear_errors():
@@ -68,7 +67,9 @@ def test_method_listing_names_entry_and_where_it_runs(capsys):
     assert len(lines) == len(METHODS.names())
     for line in lines:
         name, entry, where, _ = line.split("\t")
-        assert entry.startswith("M") and (where.startswith("blur,downsampling x ") or where.startswith("needs "))
+        known = ("blur,downsampling x ", "cifar10,cifar100,mnist-proxy x darts-cell", "needs ")
+        assert entry.startswith("M") and all(group.startswith(known) for group in where.split("; "))
+    assert any(line.startswith("pc-darts\tM16\tcifar10,cifar100,mnist-proxy x darts-cell\t") for line in lines)
 
 
 def _plain_das(ctx) -> tuple[list, torch.Tensor]:

@@ -22,6 +22,9 @@ REFERENCE_RUNS = {
     "methods_blur_quick": ("studies/methods_blur_quick.yaml", {}),
     "tuned_vs_paper_blur": ("results/tuned_vs_paper_blur/study.yaml", {}),
 }
+# Reference runs committed part-way (resumed across sessions): every stored trial is one the study
+# file still produces, so the same command continues them.
+IN_PROGRESS = {"cifar_proxy": "studies/cifar_proxy.yaml"}
 
 
 @pytest.mark.parametrize("folder", sorted(REFERENCE_RUNS))
@@ -39,4 +42,14 @@ def test_reference_run_resumes_with_nothing_to_run(folder, monkeypatch):
 
 def test_every_committed_store_is_listed():
     committed = {p.parent.name for p in (REPO / "results").glob("*/trials.jsonl")}
-    assert committed - set(REFERENCE_RUNS) <= {"tune_blur"}, os.listdir(REPO / "results")
+    assert committed - set(REFERENCE_RUNS) - set(IN_PROGRESS) <= {"tune_blur"}, os.listdir(REPO / "results")
+
+
+@pytest.mark.parametrize("folder", sorted(IN_PROGRESS))
+def test_run_in_progress_resumes(folder):
+    store = TrialStore(REPO / "results" / folder)
+    if not store.path.exists():
+        pytest.skip(f"results/{folder} not started")
+    specs = {s.trial_id for s in load_study(REPO / IN_PROGRESS[folder]).specs()}
+    stored = store.finished_ids()
+    assert not store.damaged and stored and stored <= specs

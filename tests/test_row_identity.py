@@ -49,3 +49,24 @@ def test_variant_label_is_exact():
     assert variant_label({"alpha_optimizer": "adam", "alpha_warmup": False}, {}) == (
         "alpha_optimizer=adam, alpha_warmup=false"
     )
+
+
+def test_a_new_spec_field_at_its_default_keeps_stored_trial_ids():
+    """Adding a field to TrialSpec must not orphan stored trials: at its default it is not hashed,
+    away from it the id changes (the blur-75trials store pins the ids of the original fields)."""
+    from dataclasses import dataclass
+
+    from harness.runner.spec import TrialSpec
+
+    @dataclass(frozen=True, kw_only=True)
+    class Extended(TrialSpec):
+        precision: str = "float32"
+
+    base = dict(dataset="blur", space="sequential", op_set="good", method="das", hp_set="H1", epochs=50, seed=3)
+    original = TrialSpec.make(**base)
+    assert Extended.make(**base).trial_id == original.trial_id
+    assert Extended.make(**base, precision="bfloat16").trial_id != original.trial_id
+    stored = {"trial_id": "eb0ef23e5a386e17", "dataset": "blur", "space": "sequential", "op_set": "good",
+              "method": "lg-only", "hp_set": "H1", "epochs": 50, "seed": 19}  # results/blur-75trials, line 1
+    assert TrialSpec.make(**{k: stored[k] for k in base}).trial_id == stored["trial_id"]
+    assert Extended.make(**{k: stored[k] for k in base}).trial_id == stored["trial_id"]

@@ -53,38 +53,33 @@ class SearchResult:
     extra: dict = field(default_factory=dict)
 
 
+# Fields of ComposedSearch that the batched engine implements only at their defaults.
+_DEFAULT_ONLY = (
+    "regularizers", "weight_perturbation", "mix_hooks", "early_stopping", "combiner", "objective_penalties",
+    "adversarial_epsilon", "ablation_weight", "param_lr_schedule", "weight_decay_factor",
+    "weight_steps_per_alpha_step", "pretrained_ops", "init_op", "needs",
+)
+# On a space with a trial axis (harness.batched.cells) these may differ too.
+_TRIAL_AXIS_ALSO = ("param_lr_schedule", "weight_decay_factor", "discretization")
+
+
 def unsupported_reason(method, ctx: MethodContext) -> str:
     """Empty when ``method`` on ``ctx`` can run batched, else why it runs in the loop engine."""
-    if ctx.space.name != "sequential":
-        return f"the batched engine covers the sequential space only, not {ctx.space.name!r}"
+    trial_axis = "trial-axis" in getattr(ctx.space, "capabilities", ())
+    if not trial_axis and ctx.space.name != "sequential":
+        return f"the batched engine covers the sequential space and spaces with a trial axis, not {ctx.space.name!r}"
     if isinstance(method, ComposedSearch):
+        tolerated = _TRIAL_AXIS_ALSO if trial_axis else ()
         plain = ComposedSearch(name=method.name, entry=method.entry, description=method.description)
-        differs = [
-            f
-            for f in (
-                "regularizers",
-                "weight_perturbation",
-                "mix_hooks",
-                "early_stopping",
-                "combiner",
-                "objective_penalties",
-                "adversarial_epsilon",
-                "ablation_weight",
-                "param_lr_schedule",
-                "weight_decay_factor",
-                "weight_steps_per_alpha_step",
-                "pretrained_ops",
-                "init_op",
-                "needs",
-            )
-            if getattr(method, f) != getattr(plain, f)
-        ]
+        differs = [f for f in _DEFAULT_ONLY if f not in tolerated and getattr(method, f) != getattr(plain, f)]
         kinds = {
             "relaxation": (type(method.relaxation).__name__, "SoftmaxRelaxation"),
             "estimator": (type(method.estimator).__name__, "FirstOrder"),
             "discretization": (type(method.discretization).__name__, "ArgmaxDiscretization"),
         }
-        differs += [k for k, (have, want) in kinds.items() if have != want]
+        differs += [f"{k} {have}" for k, (have, want) in kinds.items() if have != want and k not in tolerated]
+        if trial_axis and type(method.discretization).__name__ == "PerturbationSelection":
+            differs.append("discretization by perturbation (it fine-tunes the supernet)")
         if getattr(method.relaxation, "temperature", 1.0) != 1.0:
             differs.append("relaxation temperature")
         if type(method) is not ComposedSearch:

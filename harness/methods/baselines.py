@@ -67,17 +67,24 @@ class RandomSearch:
             primary = ctx.task.primary
             score = scores["val"][primary] if scores else math.nan  # candidates compete on validation
             candidates.append({"genotype": genotype, "score": score, "failure_reason": reason, "scores": scores})
-        finite = [c for c in candidates if math.isfinite(c["score"])]
-        if not finite:
-            raise TrialDiverged(f"all {self.k} random-search candidates failed: {candidates[0]['failure_reason']}")
-        sign = 1.0 if METRICS.get(ctx.task.primary).direction == "max" else -1.0
-        best = max(finite, key=lambda c: sign * c["score"])
+        best = best_candidate(candidates, ctx.task.primary)
         best_scores = best["scores"]
         for c in candidates:
             del c["scores"]  # the record keeps each candidate's validation score only
+        finite = [c for c in candidates if math.isfinite(c["score"])]
         return SearchOutcome(
             genotype=best["genotype"],
             arch_score=best_scores["test"][ctx.task.primary],
             arch_metrics=arch_metrics(best_scores),
             extra={"candidates": candidates, "n_failed_candidates": self.k - len(finite)},
         )
+
+
+def best_candidate(candidates: list[dict], metric: str) -> dict:
+    """Random search's pick: the first best validation ``score`` in the metric's direction; raises
+    TrialDiverged when every candidate failed (the loop and the batched engines share this rule)."""
+    finite = [c for c in candidates if math.isfinite(c["score"])]
+    if not finite:
+        raise TrialDiverged(f"all {len(candidates)} random-search candidates failed: {candidates[0]['failure_reason']}")
+    sign = 1.0 if METRICS.get(metric).direction == "max" else -1.0
+    return max(finite, key=lambda c: sign * c["score"])

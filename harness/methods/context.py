@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from harness.methods.checkpoint import TrialCheckpoint
 from harness.methods.hyperparams import HyperParams
 from harness.spaces import OpConfig
 from harness.tasks.base import Task
@@ -73,6 +74,8 @@ class MethodContext:
     streams: Streams
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     record_alpha_history: bool = True
+    # Where phases save their epochs (harness.methods.checkpoint); None: no checkpoints.
+    checkpoint: TrialCheckpoint | None = None
 
     @property
     def problem(self):

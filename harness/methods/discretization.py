@@ -28,6 +28,11 @@ def _check(space, probabilities: torch.Tensor, ops: tuple[str, ...]) -> None:
         )
 
 
+def _cells(space) -> bool:
+    """A DARTS cell space: two inputs per node, genotypes in DARTS's format."""
+    return "cells" in getattr(space, "capabilities", ())
+
+
 def _from_flat(space, flat: list[str]):
     """The space's genotype from one op name per position (flat order)."""
     unflatten = getattr(space, "_unflatten", None)
@@ -89,7 +94,8 @@ class ThresholdDiscretization:
 
     Among the non-zero ops above the threshold the most probable is kept. A position with none
     becomes 'zero' (the edge is dropped) where 'zero' is a candidate; the sequential space has
-    no 'zero' and a layer cannot be dropped, so it falls back to the argmax (our choice).
+    no 'zero' and a layer cannot be dropped, so it falls back to the argmax (our choice). In the
+    DARTS cell space: the space's ``threshold_genotype`` (at most two kept edges per node).
     """
 
     name = "threshold"
@@ -99,6 +105,8 @@ class ThresholdDiscretization:
 
     def genotype(self, space, probabilities: torch.Tensor, ops: tuple[str, ...], probe: Probe | None = None):
         _check(space, probabilities, ops)
+        if _cells(space):  # DARTS's format: at most two kept inputs per node, 'none' pairs for the rest
+            return space.threshold_genotype(probabilities, ops, self.threshold)
         probs = probabilities.detach().float().cpu()
         has_zero = "zero" in ops
         nonzero = [i for i, name in enumerate(ops) if name != "zero"]
@@ -123,9 +131,14 @@ class PerturbationSelection:
     (its weight set to 0, the others unchanged, as in DARTS-PT) and the supernet scored with
     ``probe.score`` (validation loss); the op whose removal raises the loss most is kept and the
     position fixed to its one-hot. ``probe.finetune(weights, finetune_steps)`` then re-adapts the
-    supernet weights before the next position (not after the last: it cannot change the choice).
+    supernet weights before the next decision (not after the last: it cannot change the choice).
     finetune_steps 10: our choice (M27: not stated; DARTS-PT tunes epochs, our searches are short).
     Costs K probe scores per position.
+
+    DARTS cell space (``"cells"``): 'none' is no candidate (a kept edge holds an op), and after
+    the ops the topology is chosen by perturbation too (M27 does not state how; our choice, one
+    pass per node): each incoming edge is masked whole and the two whose removal raises the loss
+    most are kept; the genotype is DARTS's rule on the resulting one-hot weights.
     """
 
     name = "perturbation"
@@ -160,16 +173,33 @@ class PerturbationSelection:
         weights = probabilities.detach().clone()
         flat: list[str] = [""] * space.n_positions
         order = self.visiting_order(space.n_positions, generator)
+        groups = space.node_groups() if _cells(space) else []
+        decisions = len(order) + len(groups)
+        candidates = [k for k, name in enumerate(ops) if name != "none"]  # only the cell space has 'none'
         for n, p in enumerate(order):
-            losses = []
-            for k in range(len(ops)):
+            losses = {}
+            for k in candidates:
                 masked = weights.clone()
                 masked[p, k] = 0.0
-                losses.append(float(probe.score(masked)))
-            chosen = max(range(len(ops)), key=lambda k: losses[k])  # ties: the earlier op
+                losses[k] = float(probe.score(masked))
+            chosen = max(candidates, key=lambda k: losses[k])  # ties: the earlier op
             flat[p] = ops[chosen]
             weights[p] = 0.0
             weights[p, chosen] = 1.0
-            if self.finetune_steps > 0 and n + 1 < len(order):
-                probe.finetune(weights.clone(), self.finetune_steps)
-        return _from_flat(space, flat)
+            self._finetune(probe, weights, n + 1 < decisions)
+        for n, group in enumerate(groups, start=len(order)):
+            losses = {}
+            for p in group:
+                masked = weights.clone()
+                masked[p] = 0.0
+                losses[p] = float(probe.score(masked))
+            kept = sorted(group, key=lambda p: -losses[p])[:2]  # stable: ties keep the lower input
+            for p in group:
+                if p not in kept:
+                    weights[p] = 0.0
+            self._finetune(probe, weights, n + 1 < decisions)
+        return space.discretize(weights, ops) if groups else _from_flat(space, flat)
+
+    def _finetune(self, probe: Probe, weights: torch.Tensor, more_to_decide: bool) -> None:
+        if self.finetune_steps > 0 and more_to_decide:
+            probe.finetune(weights.clone(), self.finetune_steps)

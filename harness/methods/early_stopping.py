@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from harness.methods.hessian import dominant_eigenvalue
+from harness.methods.perturbations import SKIP_OP
 from harness.spaces.distance import architecture_distance
 
 
@@ -95,12 +96,14 @@ class ParameterFreeCountStopping:
     ops are roll, noise and zero (``state.parameter_free``). The count is over the whole flattened
     genotype of ``probe.genotype(alpha)`` (our choice: our cells are not shared, so every position
     counts). threshold = 2 from M26; ``min_epoch`` = 0 (our choice; raise it to skip warm-up).
+    Where the op set has a skip connection (the DARTS cell space) the rule is M26's own: skip
+    connections in the normal cell (the space's ``flatten``), at least ``skip_threshold`` (2).
     """
 
     name = "parameter-free-count"
 
-    def __init__(self, threshold: int = 2, min_epoch: int = 0) -> None:
-        self.threshold, self.min_epoch = int(threshold), int(min_epoch)
+    def __init__(self, threshold: int = 2, min_epoch: int = 0, skip_threshold: int = 2) -> None:
+        self.threshold, self.min_epoch, self.skip_threshold = int(threshold), int(min_epoch), int(skip_threshold)
         self.reset()
 
     def reset(self) -> None:
@@ -108,12 +111,15 @@ class ParameterFreeCountStopping:
         self.rollback_alpha: torch.Tensor | None = None
 
     def observe(self, epoch, alpha, state, probe) -> bool:
-        free = _parameter_free(state)
-        free_ops = {op for op, f in zip(state.ops, free.tolist()) if f}
         names = state.space.flatten(probe.genotype(alpha))
-        count = sum(name in free_ops for name in names)
+        if SKIP_OP in state.ops:
+            count, limit = sum(name == SKIP_OP for name in names), self.skip_threshold
+        else:
+            free = _parameter_free(state)
+            free_ops = {op for op, f in zip(state.ops, free.tolist()) if f}
+            count, limit = sum(name in free_ops for name in names), self.threshold
         self.signal.append(float(count))
-        return epoch >= self.min_epoch and count >= self.threshold
+        return epoch >= self.min_epoch and count >= limit
 
 
 class RankStabilityStopping:

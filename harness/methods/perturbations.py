@@ -26,6 +26,8 @@ from harness.spaces.ops import PARAMETER_FREE_OPS
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 
+SKIP_OP = "skip_connect"  # the DARTS cell space's skip connection ([003] section IV-B1)
+
 # Added before the log that maps perturbed mixing weights back to alpha, so that exact zeros
 # stay finite (softmax(log(q + tiny)) = q up to ~1e-12).
 _LOG_FLOOR = 1e-12
@@ -183,12 +185,17 @@ class MixHook:
 
 
 class _SkipLikeHook(MixHook):
+    """Targets the skip connection where the op set has one (the DARTS cell space: M22 and M28 act
+    on skip_connect, in reduction cells its factorized reduce too), else the parameter-free ops."""
+
     def __init__(self, ops: tuple[str, ...] | None = None) -> None:
         self.ops = None if ops is None else tuple(ops)
 
     def targets(self, op_name: str, state: SearchState) -> bool:
         if self.ops is not None:
             return op_name in self.ops
+        if SKIP_OP in state.ops:
+            return op_name == SKIP_OP
         return op_name != "zero" and is_parameter_free(op_name, state)
 
 
@@ -218,6 +225,9 @@ class AuxiliarySkip(MixHook):
 
     beta(progress) = beta_start + (beta_end - beta_start) * progress (linear; DARTS-' default,
     1 -> 0). [001] has no skip op, so no op is removed from the softmax: the branch is only added.
+    In the DARTS cell space the softmax keeps skip too (our choice: M23's "beta^skip" is not
+    defined), and on a stride-2 edge u is the edge's parameter-free ``skip(u)``, 2x2 max pooling
+    (our choice; not stated).
     """
 
     name = "auxiliary-skip"

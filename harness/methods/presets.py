@@ -35,6 +35,7 @@ from harness.methods.estimators import (
     make_estimator,
 )
 from harness.methods.multiobjective import MGDA, WeightedSum
+from harness.methods.partial_channels import PartialChannelSearch
 from harness.methods.perturbations import AdversarialAlpha, AuxiliarySkip, NoisyInputs, RandomSmoothing
 from harness.methods.progressive import ProgressiveSearch
 from harness.methods.regularizers import (
@@ -108,7 +109,8 @@ def preset(name: str):
 
 
 class CellEdgesOrArgmax:
-    """DARTS's rule: top-k incoming edges per node in cells, argmax per layer in sequences."""
+    """DARTS's rule: top-k incoming edges per node in cells, argmax per layer in sequences (the
+    DARTS cell space's own discretization is already the top-2 rule)."""
 
     name = "top-k-edges-or-argmax"
 
@@ -116,8 +118,8 @@ class CellEdgesOrArgmax:
         self.cells, self.layers = TopKEdges(k), ArgmaxDiscretization()
 
     def genotype(self, space, probabilities, ops, probe=None):
-        rule = self.cells if space.name == "nonsequential" and "zero" in ops else self.layers
-        return rule.genotype(space, probabilities, ops)
+        prunable = "zero-edges" in getattr(space, "capabilities", ()) and "zero" in ops
+        return (self.cells if prunable else self.layers).genotype(space, probabilities, ops)
 
 
 @dataclass
@@ -158,8 +160,9 @@ class CostObjective:
 # ---------------------------------------------------------------------------------- M01-M04
 
 
-# The presets whose whole mechanism is defined on the DARTS cell space today (issue 12 adds the rest).
-ONE_D_AND_CELLS = ("sequential", "nonsequential", "darts-cell")
+# The 1D spaces, and those plus the DARTS cell space (issue 12) for presets defined on both.
+ONE_D_SPACES = ("sequential", "nonsequential")
+ONE_D_AND_CELLS = (*ONE_D_SPACES, "darts-cell")
 
 
 @preset("das")
@@ -223,6 +226,7 @@ def fair_darts(name: str = "fair-darts", w01: float = 10.0, threshold: float = 0
     return ComposedSearch(
         name=name,
         entry="M08",
+        spaces=ONE_D_AND_CELLS,
         relaxation=SigmoidRelaxation(),
         regularizers=(ZeroOneLoss(weight=w01),),
         discretization=ThresholdDiscretization(threshold),
@@ -279,6 +283,7 @@ def gdas(name: str = "gdas", tau_start: float = 10.0, tau_end: float = 0.1) -> C
     return ComposedSearch(
         name=name,
         entry="M13",
+        spaces=ONE_D_AND_CELLS,
         relaxation=GumbelSoftmaxRelaxation.gdas(tau_start, tau_end),
         description="GDAS: hard Gumbel-softmax samples (straight-through), temperature 10 -> 0.1",
     )
@@ -289,6 +294,7 @@ def snas(name: str = "snas", tau_start: float = 1.0, tau_end: float = 0.33) -> C
     return ComposedSearch(
         name=name,
         entry="M14",
+        spaces=ONE_D_AND_CELLS,
         relaxation=GumbelSoftmaxRelaxation.snas(tau_start, tau_end),
         description="SNAS (as far as the documents describe it): soft Gumbel samples, annealed temperature",
     )
@@ -296,16 +302,13 @@ def snas(name: str = "snas", tau_start: float = 1.0, tau_end: float = 0.33) -> C
 
 @preset("pc-darts")
 def pc_darts(name: str = "pc-darts", channel_fraction: int = 4) -> ComposedSearch:
-    return ComposedSearch(
+    # Cells only: the 1D states have one channel, so there is no 1/k channel subset to mix.
+    return PartialChannelSearch(
         name=name,
         entry="M16",
-        spaces=(),
-        needs=(
-            "multi-channel cell states (a CIFAR cell space): the 1D states have one channel, so there is no "
-            f"1/{channel_fraction} channel subset; the mixing (partial_channel_mix) and edge normalization "
-            "components exist and are tested"
-        ),
-        description="PC-DARTS: partial-channel mixing with edge normalization",
+        spaces=("darts-cell",),
+        channel_fraction=channel_fraction,
+        description="PC-DARTS: 1/k of each edge's channels mixed (then shuffled), edge normalization beta",
     )
 
 
@@ -317,6 +320,7 @@ def idarts(name: str = "idarts", neumann_terms: int = 5, weight_steps_per_alpha_
     return ComposedSearch(
         name=name,
         entry="M17",
+        spaces=ONE_D_AND_CELLS,
         estimator=ImplicitNeumann(terms=neumann_terms),
         weight_steps_per_alpha_step=weight_steps_per_alpha_step,
         description="iDARTS: implicit hypergradient with a truncated Neumann series",
@@ -328,6 +332,7 @@ def milenas(name: str = "milenas", chi: float = 1.0) -> ComposedSearch:
     return ComposedSearch(
         name=name,
         entry="M18",
+        spaces=ONE_D_AND_CELLS,
         estimator=MixedLevel(chi),
         description="MiLeNAS: mixed-level alpha gradient, val + chi * train (first order)",
     )
@@ -351,6 +356,7 @@ def beta_darts(name: str = "beta-darts", weight: float = BetaDecay().weight) -> 
     return ComposedSearch(
         name=name,
         entry="M20",
+        spaces=ONE_D_AND_CELLS,
         regularizers=(BetaDecay(weight=weight),),
         description="beta-DARTS: beta-decay (logsumexp) regularization of alpha",
     )
@@ -361,6 +367,7 @@ def sdarts_rs(name: str = "sdarts-rs", epsilon: float = 0.3) -> ComposedSearch:
     return ComposedSearch(
         name=name,
         entry="M21",
+        spaces=ONE_D_AND_CELLS,
         weight_perturbation=RandomSmoothing(epsilon=epsilon),
         description="SDARTS-RS: weight steps under uniformly perturbed architecture weights",
     )
@@ -371,6 +378,7 @@ def sdarts_adv(name: str = "sdarts-adv", epsilon: float = 0.3, steps: int = 7) -
     return ComposedSearch(
         name=name,
         entry="M21",
+        spaces=ONE_D_AND_CELLS,
         weight_perturbation=AdversarialAlpha(epsilon=epsilon, steps=steps),
         description="SDARTS-ADV: weight steps under PGD-perturbed architecture weights",
     )
@@ -381,6 +389,7 @@ def noisy_darts(name: str = "noisy-darts", std: float = 0.2) -> ComposedSearch:
     return ComposedSearch(
         name=name,
         entry="M22",
+        spaces=ONE_D_AND_CELLS,
         mix_hooks=(NoisyInputs(std=std),),
         description="NoisyDARTS: Gaussian noise on the inputs of the parameter-free (skip-like) ops",
     )
@@ -391,6 +400,7 @@ def darts_minus(name: str = "darts-minus", beta_start: float = 1.0) -> ComposedS
     return ComposedSearch(
         name=name,
         entry="M23",
+        spaces=ONE_D_AND_CELLS,
         mix_hooks=(AuxiliarySkip(beta_start=beta_start, beta_end=0.0),),
         description="DARTS-: auxiliary skip branch whose coefficient decays linearly to 0",
     )
@@ -400,11 +410,13 @@ def darts_minus(name: str = "darts-minus", beta_start: float = 1.0) -> ComposedS
 
 
 @preset("darts-es")
-def darts_es(name: str = "darts-es") -> ComposedSearch:
+def darts_es(name: str = "darts-es", iterations: int = 100) -> ComposedSearch:
+    # iterations: power iterations per epoch where alpha is too large for the dense Hessian (cells).
     return ComposedSearch(
         name=name,
         entry="M25",
-        early_stopping=HessianEigenvalueStopping(),
+        spaces=ONE_D_AND_CELLS,
+        early_stopping=HessianEigenvalueStopping(iterations=iterations),
         description="DARTS-ES: stop when the dominant Hessian eigenvalue of L_val w.r.t. alpha grows fast",
     )
 
@@ -414,6 +426,7 @@ def r_darts(name: str = "r-darts", l2_factor: float = 3.0) -> ComposedSearch:
     return ComposedSearch(
         name=name,
         entry="M25",
+        spaces=ONE_D_AND_CELLS,
         weight_decay_factor=l2_factor,
         description="R-DARTS (L2): weight decay multiplied by a factor from {1, 3, 9, 27, 81}",
     )
@@ -421,17 +434,19 @@ def r_darts(name: str = "r-darts", l2_factor: float = 3.0) -> ComposedSearch:
 
 @preset("darts-plus")
 def darts_plus(
-    name: str = "darts-plus", criterion: str = "rank", window: int = 10, max_parameter_free: int = 6
+    name: str = "darts-plus", criterion: str = "rank", window: int = 10, max_parameter_free: int = 6,
+    max_skip: int = 2,
 ) -> ComposedSearch:
     if criterion == "rank":
         stopping = RankStabilityStopping(window=window)
-    elif criterion == "parameter-free":
-        stopping = ParameterFreeCountStopping(threshold=max_parameter_free)
+    elif criterion == "parameter-free":  # max_skip: M26's skip connections in the normal cell (cells)
+        stopping = ParameterFreeCountStopping(threshold=max_parameter_free, skip_threshold=max_skip)
     else:
         raise ValueError(f"darts-plus criterion must be 'rank' or 'parameter-free', got {criterion!r}")
     return ComposedSearch(
         name=name,
         entry="M26",
+        spaces=ONE_D_AND_CELLS,
         early_stopping=stopping,
         description="DARTS+: early stop when the alpha ranking is stable (or too many parameter-free ops)",
     )
@@ -442,25 +457,39 @@ def darts_pt(name: str = "darts-pt", finetune_steps: int = 10) -> ComposedSearch
     return ComposedSearch(
         name=name,
         entry="M27",
+        spaces=ONE_D_AND_CELLS,
         discretization=PerturbationSelection(finetune_steps=finetune_steps),
         description="DARTS+PT: pick each position's op by how much masking it hurts the supernet",
     )
 
 
+# Per-stage values: a study's YAML gives lists, a typed row holds tuples (both are accepted).
+Counts = tuple[int, ...] | list[int]
+Rates = tuple[float, ...] | list[float]
+
+
 @preset("p-darts")
 def p_darts(
     name: str = "p-darts",
-    stage_layers: tuple = (4, 7, 10),
-    stage_ops_kept: tuple = (4, 3, 2),
-    stage_dropout: tuple = (0.0, 0.3, 0.6),
+    stage_layers: Counts = (4, 7, 10),
+    stage_ops_kept: Counts = (4, 3, 2),
+    stage_dropout: Rates = (0.0, 0.3, 0.6),
+    cell_stage_cells: Counts = (5, 11, 17),
+    cell_stage_ops_kept: Counts = (8, 5, 3),
+    cell_stage_dropout: Rates = (0.1, 0.4, 0.7),
 ) -> ComposedSearch:
+    # stage_*: the 1D spaces; cell_stage_*: the DARTS cell space (see progressive.py for both).
     return ProgressiveSearch(
         name=name,
         entry="M28",
+        spaces=ONE_D_AND_CELLS,
         stage_layers=tuple(stage_layers),
         stage_ops_kept=tuple(stage_ops_kept),
         stage_dropout=tuple(stage_dropout),
-        description="P-DARTS: stages of growing depth, dropping ops, dropout on parameter-free ops",
+        cell_stage_cells=tuple(cell_stage_cells),
+        cell_stage_ops_kept=tuple(cell_stage_ops_kept),
+        cell_stage_dropout=tuple(cell_stage_dropout),
+        description="P-DARTS: stages of growing depth, dropping ops, dropout on skip(-like) ops",
     )
 
 
@@ -560,4 +589,7 @@ def make_method(name: str, options: dict | None = None):
 
 
 SEARCH_PRESETS = tuple(n for n, p in METHODS.items() if p.entry not in ("M05", "M06", "M07"))
-ONE_D_PRESETS = tuple(n for n in SEARCH_PRESETS if METHODS.get(n).spaces and not METHODS.get(n).needs)
+ONE_D_PRESETS = tuple(
+    n for n in SEARCH_PRESETS if set(METHODS.get(n).spaces) & set(ONE_D_SPACES) and not METHODS.get(n).needs
+)
+CELL_PRESETS = tuple(n for n in SEARCH_PRESETS if "darts-cell" in METHODS.get(n).spaces)

@@ -1,16 +1,21 @@
 """P-DARTS ([002] §3.2.1-3.2.2, METHODS.md M28): search in stages of growing depth while
 dropping candidate ops, with operation-level dropout after the skip-like ops.
 
-1D adaptation (METHODS.md M28, CPU note): the sequential space grows in depth (default 4 -> 7
--> 10 layers); the non-sequential space keeps its two cells and only drops ops. Each stage
-starts a fresh supernet and alpha (as P-DARTS does) and keeps, per position, the
-``stage_ops_kept[s]`` best ops of the previous stage at the corresponding depth
-(position i of a stage with n layers maps to position floor(i * n_prev / n) of the previous
-stage). The [001] op set has no skip connection, so the dropout acts on the parameter-free
-ops (roll, noise, zero), the ops that play skip's "unfair advantage" role. The epochs are split
-evenly over the stages (the remainder goes to the last stage). Stage sizes, kept ops and
-dropout rates are not stated in METHODS.md; the defaults are our choice, scaled from the
-P-DARTS pattern (3 stages, fewer ops and a higher dropout rate in each).
+Each stage starts a fresh supernet and alpha (as P-DARTS does) and keeps, per position, the
+``ops_kept[s]`` best ops of the previous stage at the corresponding depth (position i of a
+stage with n positions maps to position floor(i * n_prev / n) of the previous stage). A space
+with ``"depth"`` in its capabilities grows through ``space.with_depth(d)``, capped at the
+space's own depth, which the last stage uses; other spaces only drop ops. The dropout decays
+linearly within a stage. The epochs are split evenly over the stages (the remainder goes to the
+last stage). M28 states none of the stage sizes, kept ops or dropout rates ("not stated"):
+
+* 1D adaptation (CPU note of M28): 4 -> 7 -> 10 layers, 4 -> 3 -> 2 ops, dropout 0.0 / 0.3 /
+  0.6, our choice scaled from the P-DARTS pattern; the [001] op set has no skip connection, so
+  the dropout acts on the parameter-free ops (roll, noise), which play skip's role.
+* DARTS cell space (``"cells"`` capability, ``cell_stage_*``): 5 -> 11 -> 17 cells, 8 -> 5 -> 3
+  ops, dropout 0.1 / 0.4 / 0.7 on skip_connect's output, P-DARTS's public CIFAR settings (M28
+  only gives "e.g., from 5 cells to 20 cells"); with the default 8-cell search space the depth
+  grows 5 -> 8 -> 8 (the space's ``n_cells`` caps it: set it to 17 for P-DARTS's last stage).
 """
 
 from __future__ import annotations
@@ -30,24 +35,38 @@ class ProgressiveSearch(ComposedSearch):
     stage_layers: tuple[int, ...] = (4, 7, 10)
     stage_ops_kept: tuple[int, ...] = (4, 3, 2)
     stage_dropout: tuple[float, ...] = (0.0, 0.3, 0.6)
+    cell_stage_cells: tuple[int, ...] = (5, 11, 17)
+    cell_stage_ops_kept: tuple[int, ...] = (8, 5, 3)
+    cell_stage_dropout: tuple[float, ...] = (0.1, 0.4, 0.7)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not (len(self.stage_layers) == len(self.stage_ops_kept) == len(self.stage_dropout)) or not self.stage_layers:
-            raise ValueError("stage_layers, stage_ops_kept and stage_dropout need one entry per stage")
-        if any(k < 1 for k in self.stage_ops_kept) or any(n < 1 for n in self.stage_layers):
-            raise ValueError("every stage needs at least one layer and one kept op")
+        for depths, kept, dropout in (
+            (self.stage_layers, self.stage_ops_kept, self.stage_dropout),
+            (self.cell_stage_cells, self.cell_stage_ops_kept, self.cell_stage_dropout),
+        ):
+            if not (len(depths) == len(kept) == len(dropout)) or not depths:
+                raise ValueError("every stage needs a depth, a number of kept ops and a dropout rate")
+            if any(k < 1 for k in kept) or any(n < 1 for n in depths):
+                raise ValueError("every stage needs at least one layer (cell) and one kept op")
 
-    def stage_epochs(self, epochs: int) -> list[int]:
-        n = len(self.stage_layers)
+    def plan(self, space) -> tuple[tuple[int, ...], tuple[int, ...], tuple[float, ...]]:
+        """(depths, ops kept, dropout) per stage for ``space``."""
+        if "cells" in getattr(space, "capabilities", ()):
+            return self.cell_stage_cells, self.cell_stage_ops_kept, self.cell_stage_dropout
+        return self.stage_layers, self.stage_ops_kept, self.stage_dropout
+
+    def stage_epochs(self, epochs: int, space=None) -> list[int]:
+        n = len(self.plan(space)[0])
         base = epochs // n
         return [base] * (n - 1) + [epochs - base * (n - 1)]
 
     def stage_space(self, ctx: MethodContext, stage: int):
-        last = stage == len(self.stage_layers) - 1
-        if ctx.space.name != "sequential" or last:
-            return ctx.space
-        return type(ctx.space)(n_layers=min(self.stage_layers[stage], ctx.space.n_layers))
+        depths = self.plan(ctx.space)[0]
+        space = ctx.space
+        if stage == len(depths) - 1 or "depth" not in getattr(space, "capabilities", ()):
+            return space
+        return space.with_depth(min(depths[stage], space.depth))
 
     @staticmethod
     def carry_mask(previous: torch.Tensor, n_positions: int, keep: int) -> torch.Tensor:
@@ -61,20 +80,23 @@ class ProgressiveSearch(ComposedSearch):
         return mask
 
     def search(self, ctx: MethodContext) -> SearchOutcome:
-        if ctx.epochs < len(self.stage_layers):
-            raise ValueError(f"P-DARTS needs at least {len(self.stage_layers)} epochs (one per stage)")
+        _, kept, dropout = self.plan(ctx.space)
+        if ctx.epochs < len(kept):
+            raise ValueError(f"P-DARTS needs at least {len(kept)} epochs (one per stage)")
+        cells = "cells" in getattr(ctx.space, "capabilities", ())
         previous, stages = None, []
-        for stage, epochs in enumerate(self.stage_epochs(ctx.epochs)):
+        for stage, epochs in enumerate(self.stage_epochs(ctx.epochs, ctx.space)):
             space = self.stage_space(ctx, stage)
             mask = None
             if previous is not None:
-                mask = self.carry_mask(previous, space.n_positions, self.stage_ops_kept[stage])
-            hooks = (*self.mix_hooks, ParameterFreeDropout(rate=self.stage_dropout[stage]))
+                mask = self.carry_mask(previous, space.n_positions, kept[stage])
+            hooks = (*self.mix_hooks, ParameterFreeDropout(rate=dropout[stage]))
             run = self.start(ctx, space, epochs, op_mask=mask, hooks=hooks)
             self.optimize(run, epochs)
             previous = self.relaxation.probabilities(run.masked(run.alpha.detach())).detach()
             previous = previous.masked_fill(torch.isnan(previous), 0.0)
-            stages.append({"layers": space.n_positions, "epochs": epochs, "ops_kept": self.stage_ops_kept[stage]})
+            depth = {"cells": space.n_cells} if cells else {"layers": space.n_positions}
+            stages.append({**depth, "epochs": epochs, "ops_kept": kept[stage]})
         outcome = self.finish(run)
         outcome.extra["stages"] = stages
         outcome.extra["epochs_run"] = sum(s["epochs"] for s in stages[:-1]) + run.epochs_run

@@ -2,9 +2,10 @@
 
 Plain DARTS / DAS ([001] Eq. 2): w = softmax(alpha) per position. The other classes implement
 the METHODS.md section 1.B relaxations: independent sigmoids (M08/M45), Gumbel-softmax
-sampling (M11/M13/M14), hard-concrete gates (M09), sampled binary paths (M10); plus the
-PC-DARTS (M16) partial-channel mix and edge normalization as functions, since they act on
-multi-channel features and cell edges rather than on alpha alone.
+sampling (M11/M13/M14), hard-concrete gates (M09), sampled binary paths (M10) and PC-DARTS's
+edge-normalized softmax (M16, ``EdgeNormalizedSoftmax``; its partial channels live in the cell
+space, ``harness.spaces.darts_cell.mixing``). ``partial_channel_mix`` and ``edge_normalization``
+are the same two PC-DARTS ideas as plain functions over (B, C, N) features and 1D edge lists.
 
 Interface (docs/method_components.md): ``weights(alpha, state=None)`` gives the (P, K) mixing
 weights, sampled from ``state.generator`` while ``state.training``, deterministic otherwise;
@@ -295,3 +296,36 @@ def edge_normalization(beta: torch.Tensor, edge_list: Sequence[tuple[int, int]])
         idx = torch.tensor([e for e, (_, t) in enumerate(edge_list) if t == target], device=beta.device)
         out = out.index_copy(-1, idx, torch.softmax(beta.index_select(-1, idx), dim=-1))
     return out.reshape(-1) if flat else out
+
+
+class EdgeNormalizedSoftmax:
+    """PC-DARTS (M16) edge normalization: w_ij = e_ij * softmax(alpha_ij), e = softmax of beta over
+    the edges into each node ([002] section 3.2.3: "edge-normalization parameters beta_ij").
+
+    alpha carries beta as one extra, last column (P, K + 1), so beta is an architecture parameter
+    optimized with alpha by the same optimizer (as PC-DARTS's code does). ``groups``: the positions
+    of each node's incoming edges (the space's ``node_groups()``). ``probabilities`` is the same
+    product: PC-DARTS's own parsing multiplies the op weights by the edge weights before DARTS's
+    rule (M16: "the exact combination is not stated").
+    """
+
+    name = "edge-normalized-softmax"
+
+    def __init__(self, groups: Sequence[Sequence[int]]) -> None:
+        self.groups = [torch.tensor(list(g), dtype=torch.long) for g in groups]
+        if not self.groups or any(len(g) == 0 for g in self.groups):
+            raise ValueError("edge normalization needs non-empty groups of positions")
+
+    def edge_weights(self, beta: torch.Tensor) -> torch.Tensor:
+        """softmax(beta) within each group, (P,)."""
+        out = torch.zeros_like(beta)
+        for g in self.groups:
+            idx = g.to(beta.device)
+            out = out.index_copy(0, idx, torch.softmax(beta.index_select(0, idx), dim=0))
+        return out
+
+    def weights(self, alpha: torch.Tensor, state: SearchState | None = None) -> torch.Tensor:
+        return torch.softmax(alpha[:, :-1], dim=-1) * self.edge_weights(alpha[:, -1]).unsqueeze(-1)
+
+    def probabilities(self, alpha: torch.Tensor) -> torch.Tensor:
+        return self.weights(alpha)

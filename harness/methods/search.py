@@ -20,24 +20,35 @@ gives exactly the numbers it gave before components existed.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from dataclasses import dataclass, field
 
 import torch
 
 from harness.methods.base import SearchOutcome
+from harness.methods.checkpoint import generator_states, restore_generators, to_cpu
 from harness.methods.context import MethodContext
 from harness.methods.discretization import ArgmaxDiscretization, PerturbationSelection
 from harness.methods.estimators import FirstOrder
 from harness.methods.relaxation import SoftmaxRelaxation
 from harness.methods.schedules import alpha_lr_factor, cosine, natural_exp_cosine, param_lr_factor
 from harness.methods.state import SearchState
-from harness.methods.training import check_finite, evaluate_metrics, set_lr, task_loss, train_network
+from harness.methods.training import (
+    check_finite,
+    clip_gradients,
+    evaluate_metrics,
+    make_weight_optimizer,
+    set_lr,
+    task_loss,
+    train_network,
+)
 from harness.spaces import PARAMETER_FREE_OPS
 from harness.spaces.ops import MixedOp
 from harness.tasks.base import Batch
 
 ALPHA_INIT_SCALE = 1e-3  # alpha ~ 1e-3 * N(0, 1), as in DARTS
+INHERITED_PREFIX = "inherited_"  # one-shot metrics of the derived genotype with the supernet's weights
 PARAM_LR_SCHEDULES = ("constant", "cosine", "natural-exp-cosine")
 HESSIAN_MODES = ("none", "end", "epochs")
 PROBE_BATCHES = 4
@@ -64,7 +75,9 @@ class Mixer:
     Applies, per position: op masks (P-DARTS's dropped ops), the mix hooks of perturbation
     components (only while ``state.training``), deactivation of a whole position (D-DARTS's
     ablation: identity in the sequential space, no contribution in the non-sequential one) and
-    per-edge multipliers (PC-DARTS's edge normalization)."""
+    per-edge multipliers. ``mixed`` is a 1D ``MixedOp`` or a cell edge (``darts_cell.mixing.EdgeView``);
+    where an edge changes the shape (a cell's stride-2 edges), its ``skip(u)`` stands for u itself
+    in deactivation, extra terms and the all-masked zero."""
 
     state: SearchState
     hooks: tuple = ()
@@ -72,11 +85,21 @@ class Mixer:
     deactivated: dict[int, str] = field(default_factory=dict)
     edge_weights: torch.Tensor | None = None
 
+    @property
+    def acts(self) -> bool:
+        """Whether mixing differs from the plain weighted sum now (a cell space keeps its fused sum if not)."""
+        return bool(
+            (self.hooks and self.state.training) or self.op_mask is not None or self.deactivated
+            or self.edge_weights is not None
+        )
+
     def __call__(self, mixed: MixedOp, u: torch.Tensor, op_ctx, weights: torch.Tensor) -> torch.Tensor:
         pos = mixed.position
+        skip = getattr(mixed, "skip", None)
         mode = self.deactivated.get(pos)
         if mode is not None:
-            return u if mode == "identity" else torch.zeros_like(u)
+            base = u if skip is None else skip(u)
+            return base if mode == "identity" else torch.zeros_like(base)
         hooks = self.hooks if self.state.training else ()
         out = None
         for k, (name, op) in enumerate(zip(mixed.names, mixed.ops)):
@@ -92,12 +115,13 @@ class Mixer:
                     y = hook.op_output(y, name, pos, self.state)
             term = weights[k] * y
             out = term if out is None else out + term
+        base = u if skip is None or not (hooks or out is None) else skip(u)
         for hook in hooks:
-            extra = hook.extra_term(u, pos, self.state) if hasattr(hook, "extra_term") else None
+            extra = hook.extra_term(base, pos, self.state) if hasattr(hook, "extra_term") else None
             if extra is not None:
                 out = extra if out is None else out + extra
         if out is None:
-            out = torch.zeros_like(u)
+            out = torch.zeros_like(base)
         if self.edge_weights is not None:
             out = out * self.edge_weights[pos]
         return out
@@ -275,12 +299,9 @@ class ComposedSearch:
         weights = [p for p in model.parameters() if p.requires_grad]
         w_opt = None
         if weights:
-            w_opt = torch.optim.Adam(
-                weights,
-                lr=ctx.hp.param_lr,
-                weight_decay=ctx.hp.param_weight_decay * self.weight_decay_factor,
-                foreach=True,
-            )
+            hp = ctx.hp
+            w_opt = make_weight_optimizer(weights, hp.param_optimizer, hp.param_lr,
+                                          hp.param_weight_decay * self.weight_decay_factor, hp.param_momentum)
         mixer = Mixer(state, tuple(self.mix_hooks if hooks is None else hooks), op_mask)
         # Objectives and penalties that depend on the trial (per-op costs need problem and op sizes).
         def built(components):
@@ -305,7 +326,8 @@ class ComposedSearch:
     def _param_lr(self, epoch: int, epochs: int, ctx: MethodContext) -> float:
         hp = ctx.hp
         lr = hp.param_lr * param_lr_factor(epoch, hp.param_warmup, hp.warmup_epochs)
-        low = self.param_lr_min_factor
+        # The floor: the preset's factor of the set's lr, or the set's own minimum (DARTS-CIFAR: 0.001).
+        low = max(self.param_lr_min_factor, hp.param_lr_min / hp.param_lr)
         if self.param_lr_schedule == "cosine":
             lr *= cosine(epoch / max(epochs, 1), 1.0, low)
         elif self.param_lr_schedule == "natural-exp-cosine":
@@ -325,7 +347,10 @@ class ComposedSearch:
         else:
             model.train()
         steps = task.batches_per_epoch
-        for epoch in range(epochs):
+        checkpoint = ctx.checkpoint
+        phase = checkpoint.phase("search") if checkpoint is not None else None
+        first = self._restore(run, a_opt, checkpoint.resume(phase)) if checkpoint is not None else 0
+        for epoch in range(first, epochs):
             state.epoch = epoch
             if run.w_opt is not None:
                 set_lr(run.w_opt, self._param_lr(epoch, epochs, ctx))
@@ -351,12 +376,51 @@ class ComposedSearch:
                 run.history.append(snapshot.cpu().tolist())
             if self.hessian == "epochs":
                 run.hessian_per_epoch.append(self._dominant_eigenvalue(probe, snapshot, state))
+            stop = False
             if self.early_stopping is not None:
                 with evaluating(model, state):
                     stop = self.early_stopping.observe(epoch, snapshot, state, probe)
-                if stop:
-                    run.stopped_early = epoch + 1 < epochs
-                    break
+                run.stopped_early = stop and epoch + 1 < epochs
+            if checkpoint is not None:
+                last = stop or epoch + 1 == epochs
+                checkpoint.save(phase, self._checkpoint_state(run, a_opt, epoch, stop), final=last)
+            if stop:
+                break
+
+    # Everything the next epoch of a search depends on (harness.methods.checkpoint). Component
+    # state beyond this is a function of the epoch and the streams, except early stopping's.
+    def _checkpoint_state(self, run: _Run, a_opt, epoch: int, stopped: bool) -> dict:
+        state = run.state
+        return to_cpu({
+            "epoch": epoch, "stopped": stopped, "model": run.model.state_dict(), "alpha": run.alpha.detach(),
+            "w_opt": run.w_opt.state_dict() if run.w_opt is not None else None, "a_opt": a_opt.state_dict(),
+            "generators": generator_states({"data": run.data, "noise": run.noise, "arch": state.generator}),
+            "history": run.history, "alpha_history": list(state.alpha_history), "epochs_run": run.epochs_run,
+            "stopped_early": run.stopped_early, "hessian_per_epoch": list(run.hessian_per_epoch),
+            "combiner_weights": list(run.combiner_weights),
+            "early_stopping": copy.deepcopy(vars(self.early_stopping)) if self.early_stopping is not None else None,
+        })
+
+    def _restore(self, run: _Run, a_opt, saved: dict | None) -> int:
+        """Load a checkpointed epoch into ``run``; the first epoch still to run (0 without one)."""
+        if saved is None:
+            return 0
+        device = run.alpha.device
+        run.model.load_state_dict(saved["model"])
+        with torch.no_grad():
+            run.alpha.copy_(saved["alpha"].to(device))
+        if run.w_opt is not None:
+            run.w_opt.load_state_dict(saved["w_opt"])
+        a_opt.load_state_dict(saved["a_opt"])
+        restore_generators({"data": run.data, "noise": run.noise, "arch": run.state.generator}, saved["generators"])
+        run.history = saved["history"]
+        run.state.alpha_history = [a.to(device) for a in saved["alpha_history"]]
+        run.epochs_run, run.stopped_early = saved["epochs_run"], saved["stopped_early"]
+        run.hessian_per_epoch, run.combiner_weights = saved["hessian_per_epoch"], saved["combiner_weights"]
+        if self.early_stopping is not None and saved["early_stopping"] is not None:
+            vars(self.early_stopping).update(saved["early_stopping"])
+        run.state.epoch = saved["epoch"]
+        return run.state.epochs if saved["stopped"] else saved["epoch"] + 1
 
     def _loss(self, run: _Run, alpha_for_mix: torch.Tensor, batch) -> torch.Tensor:
         weights = self.relaxation.weights(run.masked(alpha_for_mix), run.state)
@@ -379,6 +443,7 @@ class ComposedSearch:
         check_finite(loss, f"in search (weight step), epoch {epoch} step {step}")
         run.w_opt.zero_grad(set_to_none=True)
         loss.backward()
+        clip_gradients(weights, run.ctx.hp.grad_clip)
         run.w_opt.step()
         return batch
 
@@ -460,7 +525,7 @@ class ComposedSearch:
         Each of the 10 layers of the sequential space is a "cell" (METHODS.md M45, CPU note)."""
         a = run.alpha.detach().requires_grad_(True)
         n = a.shape[0]
-        mode = "identity" if run.space.name == "sequential" else "zero"
+        mode = "identity" if "layers" in getattr(run.space, "capabilities", ()) else "zero"
         full = self._replayed_loss(run, a, val_batch, replay)
         contributions = []
         for i in range(n):
@@ -524,6 +589,12 @@ class ComposedSearch:
             genotype = self.discretization.genotype(run.space, probs, ctx.ops, probe)
         else:
             genotype = self.discretization.genotype(run.space, probs, ctx.ops)
+        if "genotype-mask" in getattr(run.space, "capabilities", ()):
+            # The derived architecture inside the supernet, with the supernet's weights (issue 12).
+            with evaluating(run.model, state):
+                mask = run.space.genotype_weights(genotype, ctx.ops).to(final.device)
+                inherited = evaluate_metrics(run.model, ctx, mask, run.mixer)
+            oneshot_metrics.update({f"{INHERITED_PREFIX}{k}": v for k, v in inherited.items()})
         return SearchOutcome(
             genotype=genotype,
             oneshot_score=oneshot_metrics[ctx.task.primary],
@@ -537,8 +608,8 @@ class ComposedSearch:
     def _load_pretrained(self, model, ctx: MethodContext, space) -> None:
         """[001] §5.4: train the all-lgd and all-net networks, copy their layers into the
         supernet's lgd / net candidates and freeze every weight (roll and noise have none)."""
-        if space.name != "sequential":
-            raise ValueError("DAS-single's pre-trained ops are defined for the sequential space only")
+        if "layers" not in getattr(space, "capabilities", ()):
+            raise ValueError("DAS-single's pre-trained ops are defined for a space of layers (the sequential one) only")
         epochs = ctx.epochs if self.pretrain_epochs is None else int(self.pretrain_epochs)
         targets = mixed_ops(model)
         for index, op in enumerate(("lgd", "net")):

@@ -7,8 +7,10 @@ from collections.abc import Callable
 
 import torch
 
+from harness.methods.checkpoint import generator_states, restore_generators, to_cpu
 from harness.methods.context import MethodContext, TrialDiverged
-from harness.methods.schedules import param_lr_factor
+from harness.methods.schedules import cosine, param_lr_factor
+from harness.tasks.base import TrainRecipe
 
 
 def task_loss(model, task, batch, noise, weights=None, mixer=None) -> torch.Tensor:
@@ -22,10 +24,28 @@ def check_finite(loss: torch.Tensor, where: str) -> None:
         raise TrialDiverged(f"diverged: non-finite loss ({value}) {where}")
 
 
-def weight_optimizer(model, ctx: MethodContext) -> torch.optim.Optimizer:
-    """Adam on the network weights (the paper does not name the weight optimizer)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.Adam(params, lr=ctx.hp.param_lr, weight_decay=ctx.hp.param_weight_decay, foreach=True)
+def make_weight_optimizer(params, optimizer: str, lr: float, weight_decay: float, momentum: float):
+    """Adam ([001] does not name the weight optimizer; our choice) or SGD with momentum (DARTS's
+    cell search and retraining, [003] section IV-B2-3). Both act elementwise, so one optimizer over
+    K stacked trials is K independent ones."""
+    params = [p for p in params if p.requires_grad]
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=True)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=True)
+
+
+def recipe_lr(recipe: TrainRecipe, epoch: int) -> float:
+    """The learning rate of ``epoch``: warm-up factor, then the schedule."""
+    lr = recipe.lr * param_lr_factor(epoch, recipe.warmup_epochs > 0, recipe.warmup_epochs)
+    if recipe.schedule == "cosine":
+        lr = cosine(epoch / recipe.epochs, lr, recipe.lr_min)
+    return lr
+
+
+def clip_gradients(params, max_norm: float) -> None:
+    """Clip the gradient norm of one trial's weights (DARTS clips at 5); nothing when ``max_norm`` is 0."""
+    if max_norm > 0:
+        torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], max_norm, foreach=True)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -40,19 +60,42 @@ def train_network(
     noise: torch.Generator,
     weights_fn: Callable[[], torch.Tensor | None] = lambda: None,
     split: str = "retrain",
+    recipe: TrainRecipe | None = None,
 ) -> None:
-    """``ctx.epochs`` epochs of ``batches_per_epoch`` steps on batches of the task's ``split``."""
+    """Train ``model`` by the task's retraining recipe (or ``recipe``) on batches of ``split``.
+
+    Drop path (where the network has it) ramps linearly from 0 to the recipe's probability over
+    the epochs, as DARTS's retraining does (the ramp is not stated in the documents); its draws
+    come from ``noise``, so they are the trial's own."""
     task = ctx.task
-    optimizer = weight_optimizer(model, ctx)
+    recipe = recipe or task.retrain_recipe(ctx.hp, ctx.epochs)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_weight_optimizer(params, recipe.optimizer, recipe.lr, recipe.weight_decay, recipe.momentum)
+    set_drop_path = getattr(model, "set_drop_path", None)
+    checkpoint = ctx.checkpoint
+    phase = checkpoint.phase("train") if checkpoint is not None else None
+    saved = checkpoint.resume(phase) if checkpoint is not None else None
+    generators = {"data": data, "noise": noise}
+    if saved is not None:  # resume after the last completed epoch (harness.methods.checkpoint)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        restore_generators(generators, saved["generators"])
     model.train()
-    for epoch in range(ctx.epochs):
-        set_lr(optimizer, ctx.hp.param_lr * param_lr_factor(epoch, ctx.hp.param_warmup, ctx.hp.warmup_epochs))
-        for step in range(task.batches_per_epoch):
+    for epoch in range(0 if saved is None else saved["epoch"] + 1, recipe.epochs):
+        set_lr(optimizer, recipe_lr(recipe, epoch))
+        if set_drop_path is not None:
+            set_drop_path(recipe.drop_path * epoch / recipe.epochs, noise)
+        for step in range(task.steps_per_epoch(split)):
             loss = task_loss(model, task, task.sample(data, split), noise, weights_fn())
             check_finite(loss, f"in training, epoch {epoch} step {step}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            clip_gradients(params, recipe.grad_clip)
             optimizer.step()
+        if checkpoint is not None:
+            state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "generators": generator_states(generators)}
+            checkpoint.save(phase, to_cpu(state), final=epoch + 1 == recipe.epochs)
 
 
 @torch.no_grad()

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from harness.runner.checkpoints import checkpoint_folder, clean_temporaries, discard_stored
 from harness.runner.spec import STATUS_FAILED, RowSpec, TrialResult, TrialSpec
 from harness.runner.store import TrialStore
 
@@ -61,12 +62,13 @@ def process_alive(pid: int) -> bool:
 
 
 def _run_chunk(
-    specs: list[TrialSpec], threads: int, engine: str = "loop", parent_pid: int | None = None, device: str | None = None
+    specs: list[TrialSpec], threads: int, engine: str = "loop", parent_pid: int | None = None,
+    device: str | None = None, checkpoint_dir: str | None = None,
 ) -> list[TrialResult]:
     _worker_init(threads, parent_pid)
     from harness.runner.trial import run_batch
 
-    return run_batch(specs, device=device, engine=engine)
+    return run_batch(specs, device=device, engine=engine, checkpoint_dir=checkpoint_dir)
 
 
 def _chunks(specs: list[TrialSpec], size: int) -> list[list[TrialSpec]]:
@@ -121,6 +123,7 @@ def iter_results(
     batch_size: int | None = None,
     engine: str = "loop",
     device: str | None = None,
+    checkpoint_dir: str | None = None,
 ) -> Iterator[TrialResult]:
     """Yield results as they finish. ``workers`` <= 1 runs in this process. With the batched
     engine specs are planned into batches (``batch_size`` seeds at most; None: automatic).
@@ -131,14 +134,14 @@ def iter_results(
         chunks = plan_batches(specs, max(workers, 1), batch_size or auto_batch_size(workers))
     if workers <= 1:
         for chunk in chunks:
-            yield from _run_chunk(chunk, threads_per_worker, engine, None, device)
+            yield from _run_chunk(chunk, threads_per_worker, engine, None, device, checkpoint_dir)
         return
     from joblib import Parallel, delayed
 
     # return_as="generator_unordered" hands back each batch as soon as a worker finishes it.
     parallel = Parallel(n_jobs=workers, return_as="generator_unordered", backend="loky")
     me = os.getpid()
-    jobs = (delayed(_run_chunk)(chunk, threads_per_worker, engine, me, device) for chunk in chunks)
+    jobs = (delayed(_run_chunk)(chunk, threads_per_worker, engine, me, device, checkpoint_dir) for chunk in chunks)
     for chunk_results in parallel(jobs):
         yield from chunk_results
 
@@ -154,14 +157,22 @@ def run_specs(
     batch_size: int | None = None,
     device: str | None = None,
 ) -> list[TrialResult]:
-    """Run ``specs``; append every result to ``store`` the moment it arrives."""
+    """Run ``specs``; append every result to ``store`` the moment it arrives. With a store, trials
+    save checkpoints in its folder every epoch (and resume from them); a trial's checkpoint goes
+    once the trial is stored."""
     specs = list(specs)
     results = []
+    folder = checkpoint_folder(store.path.parent) if store is not None else None
+    clean_temporaries(folder)
+    stored: set[str] = set()
     bar = progress_bar(len(specs), progress, desc="trials", unit="trial")
     try:
-        for result in iter_results(specs, workers, threads_per_worker, batch_size, engine, device):
+        for result in iter_results(specs, workers, threads_per_worker, batch_size, engine, device,
+                                   None if folder is None else str(folder)):
             if store is not None:
                 store.append(result)
+                stored.add(result.spec.trial_id)
+                discard_stored(folder, stored)
             results.append(result)
             if on_result is not None:
                 on_result(result)

@@ -152,9 +152,21 @@ class TrialSpec(RowSpec):
     @property
     def trial_id(self) -> str:
         """A hash of the typed values (the study parser types every value once, so ``1e-2`` and
-        ``0.01`` in a study file give the same id)."""
-        payload = json.dumps(self.to_dict(), sort_keys=True, default=str)
-        return hashlib.sha1(payload.encode()).hexdigest()[:16]
+        ``0.01`` in a study file give the same id). A field added after the first stored studies
+        is left out while it is at its default, so adding one never orphans stored trials."""
+        payload = self.to_dict()
+        for f in fields(self):
+            if f.name not in ORIGINAL_ID_FIELDS and getattr(self, f.name) == f.default:
+                payload.pop(f.name)
+        text = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+# The fields of the first stored studies: always in the id. Any later field joins the id only
+# when a row sets it away from its default (tests/test_row_identity.py).
+ORIGINAL_ID_FIELDS = frozenset(
+    {"dataset", "space", "op_set", "method", "hp_set", "epochs", "hp_overrides", "options", "seed"}
+)
 
 
 @dataclass

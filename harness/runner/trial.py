@@ -16,10 +16,11 @@ import torch
 from harness.methods import TrialDiverged, make_method, resolve_hp_set
 from harness.methods.context import MethodContext, Streams
 from harness.methods.training import arch_metrics, retrain_and_score
+from harness.runner.checkpoints import for_batch, for_trial
 from harness.runner.spec import STATUS_FAILED, STATUS_OK, RowSpec, TrialResult, TrialSpec
 from harness.runner.typed import OPTION_GROUPS
 from harness.spaces import PARAMETER_FREE_OPS, SPACES, OpConfig, op_names
-from harness.tasks.registry import make_task
+from harness.tasks.registry import make_task, primary_metric
 
 
 def split_options(options: dict) -> dict[str, dict]:
@@ -77,11 +78,14 @@ def deterministic_kernels() -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def run_trial(spec: TrialSpec, device: torch.device | str | None = None) -> TrialResult:
+def run_trial(spec: TrialSpec, device: torch.device | str | None = None, checkpoint_dir=None) -> TrialResult:
+    """One trial in the loop engine; with ``checkpoint_dir`` it saves every epoch there and
+    resumes from what an earlier, killed run of it saved."""
     start = time.perf_counter()
-    result = TrialResult(spec=spec, status=STATUS_FAILED)
+    result = TrialResult(spec=spec, status=STATUS_FAILED, metric=primary_metric(spec.dataset))
     try:
         method, ctx = build_context(spec, device)
+        ctx.checkpoint = for_trial(checkpoint_dir, spec.trial_id)
         result.metric = ctx.task.primary
         result.extra["op_names"] = list(ctx.ops)
         result.extra["positions"] = ctx.space.positions()
@@ -98,13 +102,23 @@ def run_trial(spec: TrialSpec, device: torch.device | str | None = None) -> Tria
         else:
             result.arch_score = outcome.arch_score
             result.retrain_runtime_s = 0.0
+        add_costs(result, ctx)
         _finish(result)
     except TrialDiverged as exc:
         result.failure_reason = str(exc)
     except Exception as exc:  # recorded, counted and reported; never silently dropped
         _record_exception(result, exc)
+    note_resumed(result, locals().get("ctx"))
     result.runtime_s = time.perf_counter() - start
     return result
+
+
+def note_resumed(result: TrialResult, ctx) -> None:
+    """Record which phases resumed from a checkpoint, and after which epoch (runtimes then count
+    only this run's part of the trial)."""
+    checkpoint = getattr(ctx, "checkpoint", None)
+    if checkpoint is not None and checkpoint.resumed:
+        result.extra["resumed_after_epoch"] = dict(checkpoint.resumed)
 
 
 def _take_outcome(result: TrialResult, outcome, ctx: MethodContext) -> None:
@@ -116,6 +130,13 @@ def _take_outcome(result: TrialResult, outcome, ctx: MethodContext) -> None:
     result.alpha_history = outcome.alpha_history
     result.extra.update(outcome.extra)
     result.n_param_free_ops = sum(op in PARAMETER_FREE_OPS for op in ctx.space.flatten(outcome.genotype))
+
+
+def add_costs(result: TrialResult, ctx: MethodContext) -> None:
+    """Params and FLOPs of the derived network among its metrics, where the space can count them."""
+    counter = getattr(ctx.space, "derived_costs", None)
+    if counter is not None and result.genotype is not None:
+        result.arch_metrics.update(counter(result.genotype, int(ctx.task.input_shape[-1])))
 
 
 def _finish(result: TrialResult) -> None:
@@ -156,25 +177,28 @@ def engine_for(spec: TrialSpec, engine: str = "auto") -> tuple[str, str]:
 
 
 def run_batch(
-    specs: list[TrialSpec], device: torch.device | str | None = None, engine: str = "loop"
+    specs: list[TrialSpec], device: torch.device | str | None = None, engine: str = "loop", checkpoint_dir=None
 ) -> list[TrialResult]:
     """The runner's batch interface. ``engine="loop"``: trials one after another. ``"batched"`` or
     ``"auto"``: specs that differ only in seed run as one computation where the method supports it
     (``harness.batched``), the rest in the loop."""
     if engine == "loop" or len(specs) <= 1 and engine == "auto":
-        return [run_trial(s, device) for s in specs]
+        return [run_trial(s, device, checkpoint_dir) for s in specs]
     groups: dict[RowSpec, list[TrialSpec]] = {}  # trials of one row differ only in seed
     for spec in specs:
         groups.setdefault(spec.row, []).append(spec)
     done: dict[str, TrialResult] = {}
     for group in groups.values():
         kind, _ = engine_for(group[0], engine)
-        results = _run_batched(group, device) if kind == "batched" else [run_trial(s, device) for s in group]
+        if kind == "batched":
+            results = _run_batched(group, device, checkpoint_dir)
+        else:
+            results = [run_trial(s, device, checkpoint_dir) for s in group]
         done.update((r.spec.trial_id, r) for r in results)
     return [done[s.trial_id] for s in specs]
 
 
-def _run_batched(specs: list[TrialSpec], device) -> list[TrialResult]:
+def _run_batched(specs: list[TrialSpec], device, checkpoint_dir=None) -> list[TrialResult]:
     from harness.batched.engine import FixedJob, search_das, train_fixed
     from harness.methods import ComposedSearch, SearchOutcome
     from harness.methods.baselines import RandomArchitecture, RandomSearch, SingleOp
@@ -198,6 +222,12 @@ def _run_batched(specs: list[TrialSpec], device) -> list[TrialResult]:
     for result in live:
         result.extra["batch_size"] = k
     search_s = retrain_s = 0.0
+    if "trial-axis" in getattr(ctxs[0].space, "capabilities", ()):
+        from harness.runner.trial_axis import run_trial_axis
+
+        ctxs[0].checkpoint = for_batch(checkpoint_dir, [r.spec.trial_id for r in live])
+        run_trial_axis(method, live, ctxs, start)
+        return results
     try:
         if isinstance(method, ComposedSearch):
             searched = search_das(ctxs)
@@ -252,6 +282,7 @@ def _run_batched(specs: list[TrialSpec], device) -> list[TrialResult]:
 def _random_search_batched(method, live: list[TrialResult], ctxs: list[MethodContext]) -> None:
     """Random search's k candidates of every trial, trained as one batch (same streams as the loop)."""
     from harness.batched.engine import FixedJob, train_fixed
+    from harness.methods.baselines import best_candidate
 
     jobs = []
     for ctx in ctxs:
@@ -265,13 +296,12 @@ def _random_search_batched(method, live: list[TrialResult], ctxs: list[MethodCon
             job, fixed = jobs[t * method.k + i], outcomes[t * method.k + i]
             score = fixed.score if not fixed.failure else math.nan
             candidates.append({"genotype": job.genotype, "score": score, "failure_reason": fixed.failure})
-        finite = [c for c in candidates if math.isfinite(c["score"])]
-        if not finite:
-            result.failure_reason = (
-                f"all {method.k} random-search candidates failed: {candidates[0]['failure_reason']}"
-            )
+        try:
+            best = best_candidate(candidates, ctx.task.primary)
+        except TrialDiverged as exc:
+            result.failure_reason = str(exc)
             continue
-        best = max(finite, key=lambda c: c["score"])
         result.genotype, result.arch_score = best["genotype"], best["score"]
         result.n_param_free_ops = sum(op in PARAMETER_FREE_OPS for op in ctx.space.flatten(best["genotype"]))
+        finite = [c for c in candidates if math.isfinite(c["score"])]
         result.extra.update(candidates=candidates, n_failed_candidates=method.k - len(finite))

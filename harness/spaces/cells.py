@@ -8,22 +8,33 @@ cells of that type, [003] section IV-B1); genotypes in DARTS's format, stored as
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import torch
 from torch import nn
 
 from harness.spaces.darts_cell import (
     PARAMETER_FREE_OPS,
     STEPS,
+    BatchedEvalNetwork,
     EvalConfig,
     EvalNetwork,
     SearchConfig,
     SearchNetwork,
     cell_edges,
+    count_flops,
+    count_params,
     darts_cell,
     genotype_from_json,
+    genotype_mask,
     genotype_to_json,
     make_genotype,
+    per_trial_grad_norm_clip,
+    stack_trials,
+    unstack_trial,
 )
+from harness.spaces.darts_cell.discretize import threshold_cell
 
 CELL_TYPES = ("normal", "reduce")
 
@@ -36,29 +47,37 @@ class CellSupernet(nn.Module):
         self.net = SearchNetwork(config, n_trials=1)
         self.n_edges = config.n_edges
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, mixer=None) -> torch.Tensor:
+        """A search method's ``mixer`` mixes the edges only while it changes anything (its ``acts``):
+        otherwise the cells keep their fused weighted sum."""
         normal, reduce = weights[: self.n_edges].unsqueeze(0), weights[self.n_edges :].unsqueeze(0)
-        return self.net(x, normal, reduce, relaxed=True)[0]
+        if mixer is not None and not getattr(mixer, "acts", True):
+            mixer = None
+        return self.net(x, normal, reduce, relaxed=True, mixer=mixer)[0]
 
 
 class DartsCellSpace:
     """Search network ``n_cells`` x ``channels`` (8 x 16 in [003] section IV-B2); evaluation
-    network ``eval_cells`` x ``eval_channels`` (20 x 36, auxiliary head 0.4, drop path 0.2, [003]
-    section IV-B3). The CPU proxy shrinks both through ``options: space``."""
+    network ``eval_cells`` x ``eval_channels`` (20 x 36 with an auxiliary head, [003] section IV-B3;
+    its loss weight, drop path and the rest of the retraining recipe belong to the task). The CPU
+    proxy shrinks both through ``options: space``."""
 
     name = "darts-cell"
-    capabilities = frozenset({"cells", "images"})
+    # "trial-axis": its networks hold K trials, so the batched engine runs K seeds as one computation.
+    # "genotype-mask": a genotype runs inside the supernet as 0/1 mixing weights (inherited weights).
+    capabilities = frozenset({"cells", "images", "trial-axis", "depth", "multi-channel-states", "genotype-mask"})
     parameter_free = frozenset(PARAMETER_FREE_OPS)
 
     def __init__(self, n_cells: int = 8, channels: int = 16, eval_cells: int = 20, eval_channels: int = 36,
-                 auxiliary: bool = True, drop_path_prob: float = 0.2) -> None:
+                 auxiliary: bool = True) -> None:
         if min(n_cells, channels, eval_cells, eval_channels) < 1:
             raise ValueError("space options n_cells, channels, eval_cells and eval_channels must be >= 1")
         self.n_cells, self.channels = n_cells, channels
         self.eval_cells, self.eval_channels = eval_cells, eval_channels
-        self.auxiliary, self.drop_path_prob = auxiliary, drop_path_prob
+        self.auxiliary = auxiliary
         self.edges = cell_edges()
         self.in_channels, self.n_classes = 3, 10
+        self.partial_channels = 1  # PC-DARTS's supernets: see with_partial_channels
 
     def bind(self, task) -> DartsCellSpace:
         """Size the networks' input and classifier to the task's images and classes."""
@@ -66,20 +85,78 @@ class DartsCellSpace:
         return self
 
     @property
+    def n_edges(self) -> int:
+        """Mixed edges per cell type (alpha rows 0..n-1 normal, n..2n-1 reduction)."""
+        return len(self.edges)
+
+    @property
     def n_positions(self) -> int:
         return 2 * len(self.edges)
+
+    # -- the trial axis (harness.batched.cells): build each trial under its own seed, then stack
+    def stack_supernets(self, supernets: list[CellSupernet]) -> SearchNetwork:
+        return stack_trials([s.net for s in supernets])
+
+    def unstack_supernet(self, network: SearchNetwork, trial: int) -> CellSupernet:
+        single = CellSupernet.__new__(CellSupernet)
+        nn.Module.__init__(single)
+        single.net, single.n_edges = unstack_trial(network, trial), self.n_edges
+        return single.to(next(network.parameters()).device)
+
+    def stack_networks(self, networks: list[nn.Module]) -> BatchedEvalNetwork:
+        return BatchedEvalNetwork.from_networks(networks)
+
+    def clip_stacked(self, network: BatchedEvalNetwork, max_norm: float) -> None:
+        """Each trial's gradient norm clipped to ``max_norm`` on its own (0: none)."""
+        if max_norm > 0:
+            per_trial_grad_norm_clip(network, max_norm)
 
     def positions(self) -> list[str]:
         return [f"{cell} {src}->{dst}" for cell in CELL_TYPES for src, dst in self.edges]
 
     def supernet(self, ops: tuple[str, ...], cfg=None) -> CellSupernet:
-        return CellSupernet(SearchConfig(n_cells=self.n_cells, channels=self.channels, n_classes=self.n_classes,
-                                         in_channels=self.in_channels, op_names=tuple(ops)))
+        config = SearchConfig(n_cells=self.n_cells, channels=self.channels, n_classes=self.n_classes,
+                              in_channels=self.in_channels, op_names=tuple(ops))
+        if self.partial_channels > 1:
+            config = dataclasses.replace(
+                config, ops=dataclasses.replace(config.ops, partial_channels=self.partial_channels))
+        return CellSupernet(config)
+
+    # -- variants and structure the method components ask for (by capability, not by name)
+    @property
+    def depth(self) -> int:
+        return self.n_cells
+
+    def with_depth(self, n_cells: int) -> DartsCellSpace:
+        """The same space with a search network of ``n_cells`` cells (P-DARTS's stages)."""
+        out = copy.copy(self)
+        out.n_cells = int(n_cells)
+        return out
+
+    def with_partial_channels(self, k: int) -> DartsCellSpace:
+        """The same space whose supernet mixes 1/k of each edge's channels (PC-DARTS, M16)."""
+        out = copy.copy(self)
+        out.partial_channels = int(k)
+        return out
+
+    def node_groups(self) -> list[list[int]]:
+        """Positions of the edges into each node, cell type by cell type (what edge normalization
+        and edge selection group by)."""
+        n = self.n_edges
+        return [[t * n + e for e, (_, dst) in enumerate(self.edges) if dst == node]
+                for t in range(len(CELL_TYPES)) for node in range(2, 2 + STEPS)]
+
+    def threshold_genotype(self, probabilities: torch.Tensor, ops: tuple[str, ...], threshold: float) -> dict:
+        """FairDARTS's threshold parsing per cell type (``threshold_cell``), in DARTS's format."""
+        n = self.n_edges
+        probs = probabilities.detach().float().cpu()
+        normal, reduce = threshold_cell(probs[:n], ops, threshold), threshold_cell(probs[n:], ops, threshold)
+        return genotype_to_json(make_genotype(normal, reduce))
 
     def network(self, genotype, cfg=None) -> nn.Module:
         config = EvalConfig(n_cells=self.eval_cells, channels=self.eval_channels, n_classes=self.n_classes,
                             in_channels=self.in_channels, auxiliary=self.auxiliary,
-                            drop_path_prob=self.drop_path_prob)
+                            drop_path_prob=0.0)  # the task's retraining recipe ramps it
         return EvalNetwork(genotype_from_json(genotype), config)
 
     def discretize(self, probabilities: torch.Tensor, ops: tuple[str, ...]) -> dict:
@@ -88,6 +165,19 @@ class DartsCellSpace:
         probs = probabilities.detach().float().cpu()
         normal, reduce = darts_cell(probs[:n], ops), darts_cell(probs[n:], ops)
         return genotype_to_json(make_genotype(normal, reduce))
+
+    def genotype_weights(self, genotype, ops: tuple[str, ...]) -> torch.Tensor:
+        """The genotype as (positions x ops) 0/1 mixing weights: the supernet then computes the
+        derived architecture with inherited weights (edges it does not keep contribute nothing)."""
+        normal, reduce = genotype_mask(genotype_from_json(genotype), ops)
+        return torch.cat([normal[0], reduce[0]])
+
+    def derived_costs(self, genotype, image_size: int) -> dict[str, float]:
+        """Millions of parameters (without the auxiliary head) and of FLOPs of one image through the
+        evaluation network (``torch.utils.flop_counter``, which counts depthwise convs exactly)."""
+        with torch.random.fork_rng(devices=[]):  # building must not move the trial's global RNG
+            network = self.network(genotype)
+        return {"params_m": count_params(network) / 1e6, "flops_m": count_flops(network, image_size) / 1e6}
 
     def random_genotype(self, ops: tuple[str, ...], generator: torch.Generator) -> dict:
         """Uniform over DARTS genotypes: per node two distinct inputs, a non-'none' op on each."""
@@ -108,8 +198,9 @@ class DartsCellSpace:
         return genotype_to_json(make_genotype(cell, cell))
 
     def flatten(self, genotype) -> list[str]:
-        """The normal cell's ops (what DARTS+ counts and the records' parameter-free count use)."""
-        return [op for op, _ in genotype_from_json(genotype).normal]
+        """The normal cell's ops (what DARTS+ counts and the records' parameter-free count use);
+        a 'none' pair (threshold parsing's dropped input) is no op."""
+        return [op for op, _ in genotype_from_json(genotype).normal if op != "none"]
 
     def validate(self, genotype) -> None:
         genotype_from_json(genotype)

@@ -69,6 +69,8 @@ class NonSequentialNetwork(nn.Module):
 
 class NonSequentialSpace:
     name = "nonsequential"
+    # "zero-edges": one op per edge, 'zero' drops an edge (so top-k-edges pruning applies).
+    capabilities = frozenset({"signal-1d", "zero-edges"})
 
     def __init__(self, n_cells: int = 2, n_states: int = 5) -> None:
         self.n_cells = n_cells

@@ -27,9 +27,19 @@ class SequentialNetwork(nn.Module):
 
 class SequentialSpace:
     name = "sequential"
+    # "layers": every position is a layer (a deactivated one is the identity); "depth": with_depth.
+    capabilities = frozenset({"signal-1d", "layers", "depth"})
 
     def __init__(self, n_layers: int = 10) -> None:
         self.n_layers = n_layers
+
+    @property
+    def depth(self) -> int:
+        return self.n_layers
+
+    def with_depth(self, n_layers: int) -> SequentialSpace:
+        """The space with ``n_layers`` layers (P-DARTS's stages)."""
+        return SequentialSpace(n_layers=n_layers)
 
     @property
     def n_positions(self) -> int:

@@ -27,6 +27,36 @@ class Batch:
     extras: dict = field(default_factory=dict)
 
 
+OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """How a derived network is retrained from scratch: the task owns this, separately from the
+    search recipe (the hyperparameter set). The 1D tasks retrain as they search ([001] section
+    5.2); image tasks follow DARTS's retraining ([003] section IV-B3, METHODS.md section 0)."""
+
+    epochs: int
+    optimizer: str  # "adam" | "sgd"
+    lr: float
+    weight_decay: float = 0.0
+    momentum: float = 0.0  # SGD only
+    schedule: str = "constant"  # "constant" | "cosine" (to ``lr_min`` at the end)
+    lr_min: float = 0.0
+    warmup_epochs: int = 0  # linear warm-up: factor (e + 1) / W for the first W epochs ([001] param warm-up)
+    grad_clip: float = 0.0  # max gradient norm per trial; 0 = none
+    drop_path: float = 0.0  # drop-path probability, ramped linearly from 0 over the epochs
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"retraining optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in LR_SCHEDULES:
+            raise ValueError(f"retraining lr schedule must be one of {LR_SCHEDULES}, got {self.schedule!r}")
+        if self.epochs < 1 or not self.lr > 0 or not 0 <= self.drop_path < 1:
+            raise ValueError("a retraining recipe needs epochs >= 1, lr > 0 and 0 <= drop_path < 1")
+
+
 class OpContext:
     """What ops need besides their input: the measurement, the forward operator, the trial's
     noise stream (for the noise op), and the search method's ``mixer``.
@@ -62,6 +92,10 @@ class Task(Protocol):
     batches_per_epoch: int
 
     def sample(self, generator: torch.Generator, split: str = "train") -> Batch: ...
+
+    def steps_per_epoch(self, split: str) -> int: ...
+
+    def retrain_recipe(self, hp, epochs: int) -> TrainRecipe: ...
 
     def forward(self, model, batch: Batch, weights=None, noise: torch.Generator | None = None, mixer=None): ...
 

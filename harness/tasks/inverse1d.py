@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from harness.problems import InverseProblem
-from harness.tasks.base import Batch, OpContext
+from harness.tasks.base import Batch, OpContext, TrainRecipe
 from harness.tasks.metrics import METRICS
 
 
@@ -32,6 +32,18 @@ class InverseTask:
     @property
     def batches_per_epoch(self) -> int:
         return self.problem.config.batches_per_epoch
+
+    def steps_per_epoch(self, split: str) -> int:
+        return self.batches_per_epoch
+
+    def retrain_recipe(self, hp, epochs: int) -> TrainRecipe:
+        """[001] retrains a found architecture as it searched: the set's weight optimizer, lr,
+        weight decay and warm-up, for the row's epochs."""
+        return TrainRecipe(
+            epochs=epochs, optimizer=hp.param_optimizer, lr=hp.param_lr, weight_decay=hp.param_weight_decay,
+            momentum=hp.param_momentum, warmup_epochs=hp.warmup_epochs if hp.param_warmup else 0,
+            grad_clip=hp.grad_clip,
+        )
 
     def sample(self, generator: torch.Generator, split: str = "train") -> Batch:
         """A fresh batch; the problems are synthetic, so every split draws new samples alike."""

@@ -43,3 +43,11 @@ def make_task(dataset: str, options: dict | None = None, device="cpu") -> Task:
     entry = TASKS.get(dataset)
     config = entry.config.replace(**options) if options else entry.config
     return entry.build(config, device)
+
+
+def primary_metric(dataset: str) -> str:
+    """The primary metric of a registered task (a trial that fails before its task is built still
+    records the metric its row is scored by); "psnr" for an unknown name, whose trial fails anyway."""
+    if dataset not in TASKS:
+        return "psnr"
+    return getattr(TASKS.get(dataset).build, "primary", InverseTask.primary)  # a task class names its own

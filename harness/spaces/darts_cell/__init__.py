@@ -5,6 +5,11 @@ Not registered in ``harness.spaces.SPACES`` yet; depends on torch only.
 
 from __future__ import annotations
 
+from harness.spaces.darts_cell.batched_eval import (
+    BatchedEvalNetwork,
+    batched_eval_loss,
+    per_trial_grad_norm_clip,
+)
 from harness.spaces.darts_cell.costs import count_flops, count_params, derived_costs
 from harness.spaces.darts_cell.discretize import (
     FAIRDARTS_THRESHOLD,
@@ -49,12 +54,14 @@ __all__ = [
     "OP_NAMES",
     "PARAMETER_FREE_OPS",
     "STEPS",
+    "BatchedEvalNetwork",
     "EvalConfig",
     "EvalNetwork",
     "Genotype",
     "OpSettings",
     "SearchConfig",
     "SearchNetwork",
+    "batched_eval_loss",
     "cell_edges",
     "count_flops",
     "count_parameter_free",
@@ -75,6 +82,7 @@ __all__ = [
     "make_genotype",
     "mask_to_edges",
     "merge_trials",
+    "per_trial_grad_norm_clip",
     "reduction_positions",
     "split_trials",
     "stack_trials",

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from harness.spaces.darts_cell.genotype import CellEdges, cell_edges
+from harness.spaces.darts_cell.mixing import EdgeView, bypass, channel_shuffle, split_channels
 from harness.spaces.darts_cell.ops import (
     CandidateOp,
     FactorizedReduce,
@@ -47,7 +48,10 @@ def _out_size(x: torch.Tensor, reduction: bool) -> tuple[int, int]:
 
 
 class SearchCell(nn.Module):
-    """A cell whose every edge is a mixed op over ``op_names`` (14 edges for 4 steps)."""
+    """A cell whose every edge is a mixed op over ``op_names`` (14 edges for 4 steps).
+
+    With ``settings.partial_channels`` k > 1 (PC-DARTS) the ops are built for C/k channels and
+    each edge mixes only that part (``mixing``); a ``mixer`` (K = 1) replaces the weighted sum."""
 
     def __init__(
         self, k: int, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool,
@@ -56,23 +60,34 @@ class SearchCell(nn.Module):
         super().__init__()
         self.k, self.c, self.reduction, self.steps = k, c, reduction, steps
         self.op_names = tuple(op_names)
+        self.partial = settings.partial_channels
+        if c % self.partial:
+            raise ValueError(f"partial channels: 1/{self.partial} of a cell's {c} channels is no whole number")
         self.pre0, self.pre1 = _preprocess(k, c_pp, c_p, c, reduction_prev, settings)
         self.edges = cell_edges(steps)
         # 'none' is never built: its term w * 0 is 0 in value and in every gradient.
         self.op_slots = [o for o, name in enumerate(self.op_names) if name != "none"]
         self.ops = nn.ModuleList(
             nn.ModuleList(
-                build_op(self.op_names[o], k, c, 2 if reduction and source < 2 else 1, settings)
+                build_op(self.op_names[o], k, c // self.partial, self._stride(source), settings)
                 for o in self.op_slots
             )
             for source, _ in self.edges
         )
+        self._views: dict[int, list[EdgeView]] = {}  # by first position; plain objects, not submodules
+
+    def _stride(self, source: int) -> int:
+        return 2 if self.reduction and source < 2 else 1
 
     def forward(
-        self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor, active: list[list[bool]] | None = None
+        self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor, active: list[list[bool]] | None = None,
+        mixer=None, first_position: int = 0,
     ) -> torch.Tensor:
         """``weights`` (K, n_edges, n_ops) mixing weights (already relaxed); ``active[e][o]`` False
-        skips op o on edge e (only valid where its weight is 0 for every trial and needs no gradient)."""
+        skips op o on edge e (only valid where its weight is 0 for every trial and needs no gradient).
+        ``mixer(view, x, None, weights)`` mixes edge e as position ``first_position + e``."""
+        if mixer is not None or self.partial > 1:
+            return self._forward_edges(s0, s1, weights, active, mixer, first_position)
         k, c = self.k, self.c
         # (n_edges, n_ops, K*C): each trial's weight repeated over its C channels.
         wch = weights.permute(1, 2, 0).repeat_interleave(c, dim=2)
@@ -94,6 +109,56 @@ class SearchCell(nn.Module):
                 acc = ref.new_zeros(ref.shape[0], ref.shape[1], *_out_size(ref, self.reduction))
             states.append(acc)
         return cat_per_trial(states[2:], k)
+
+    def views(self, first_position: int) -> list[EdgeView]:
+        """The edges as a mixer sees them, positions from ``first_position``."""
+        if first_position not in self._views:
+            self._views[first_position] = [
+                EdgeView(first_position + e, self.op_names,
+                         {self.op_names[o]: op for o, op in zip(self.op_slots, self.ops[e])}, self._stride(source))
+                for e, (source, _) in enumerate(self.edges)
+            ]
+        return self._views[first_position]
+
+    def _forward_edges(self, s0, s1, weights, active, mixer, first_position: int) -> torch.Tensor:
+        """Edge by edge: the path of mixers and of partial channels (a node sums its edges' outputs)."""
+        if mixer is not None and self.k != 1:
+            raise ValueError(f"a mixer mixes one trial's edges; this cell holds K = {self.k} trials")
+        views = self.views(first_position) if mixer is not None else None
+        states = [self.pre0(s0), self.pre1(s1)]
+        relu_cache: dict[int, torch.Tensor] = {}
+        edge = 0
+        for node in range(2, self.steps + 2):
+            acc = None
+            for source in range(node):
+                x, rest = states[source], None
+                if self.partial > 1:
+                    x, rest = split_channels(x, self.k, self.partial)
+                if mixer is not None:
+                    y = mixer(views[edge], x, None, weights[0, edge])
+                else:
+                    y = self._weighted_sum(x, edge, source, weights, active, relu_cache)
+                if rest is not None:
+                    scale = weights[:, edge].sum(-1).repeat_interleave(rest.shape[1] // self.k).view(1, -1, 1, 1)
+                    y = cat_per_trial([y, bypass(rest, self._stride(source)) * scale], self.k)
+                    y = channel_shuffle(y, self.k, self.partial)
+                acc = y if acc is None else acc + y
+                edge += 1
+            states.append(acc)
+        return cat_per_trial(states[2:], self.k)
+
+    def _weighted_sum(self, x, edge: int, source: int, weights, active, relu_cache) -> torch.Tensor:
+        width = x.shape[1] // self.k
+        out = None
+        for slot, o in enumerate(self.op_slots):
+            if active is not None and not active[edge][o]:
+                continue
+            y = _apply(self.ops[edge][slot], x, relu_cache, source)
+            w = weights[:, edge, o].repeat_interleave(width).view(1, -1, 1, 1)
+            out = y * w if out is None else torch.addcmul(out, y, w)
+        if out is None:  # every op of the edge masked off
+            out = x.new_zeros(x.shape[0], x.shape[1], *_out_size(x, self._stride(source) == 2))
+        return out
 
 
 class DropPath(nn.Module):

@@ -114,6 +114,30 @@ def discretize_threshold(
     return keep
 
 
+def threshold_cell(
+    weights: torch.Tensor, op_names: Sequence[str] = OP_NAMES, threshold: float = FAIRDARTS_THRESHOLD
+) -> list[tuple[str, int]]:
+    """One trial's (n_edges, n_ops) probabilities -> DARTS (op, input) pairs by FairDARTS's parsing.
+
+    ``discretize_threshold`` "sparse" (at most one op per edge, [002] section 4.2.1) and at most
+    two kept edges per node (DARTS's format has two inputs per node). Why 'none' pairs: a node
+    with fewer kept inputs keeps fewer edges (FairDARTS's cells are irregular), which the format
+    writes as ('none', 0), an edge that adds zero; the kept ones come first, strongest first.
+    """
+    keep = discretize_threshold(weights, threshold=threshold, op_names=op_names, apply_sigmoid=False,
+                                max_ops_per_edge=1, max_ops_per_node=2)[0]
+    w = _as_trials(weights)[0]
+    pairs: list[tuple[str, int]] = []
+    start = 0
+    for node in range(2, _steps(w.shape[0]) + 2):
+        kept = [(float(w[e, o]), e - start, op_names[o])
+                for e in range(start, start + node) for o in range(len(op_names)) if bool(keep[e, o])]
+        kept.sort(key=lambda t: -t[0])  # stable: ties keep the lower input
+        pairs += [(name, source) for _, source, name in kept] + [("none", 0)] * (2 - len(kept))
+        start += node
+    return pairs
+
+
 def _top_n(score: torch.Tensor, keep: torch.Tensor, n: int) -> torch.Tensor:
     """``keep`` restricted to the n largest kept scores along the last axis."""
     if n < 1:

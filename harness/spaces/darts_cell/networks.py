@@ -137,13 +137,14 @@ class SearchNetwork(nn.Module):
         self.classifier = TrialLinear(k, c_final, cfg.n_classes)
 
     def forward(
-        self, x: torch.Tensor, normal: torch.Tensor, reduce: torch.Tensor, *, relaxed: bool = False
+        self, x: torch.Tensor, normal: torch.Tensor, reduce: torch.Tensor, *, relaxed: bool = False, mixer=None
     ) -> torch.Tensor:
         """Logits (K, N, classes). ``normal``/``reduce``: (K, n_edges, n_ops) alphas, softmaxed
         over ops here ([002] Eq. 2.7); with ``relaxed=True`` they are used as given (Gumbel or
         sigmoid weights, or a genotype's 0/1 mask from ``genotype_mask``). Ops whose weight is 0
         for every trial are skipped when the weights need no gradient (mask mode is then the
-        derived network's cost)."""
+        derived network's cost). ``mixer`` (K = 1; see ``mixing.EdgeView``) mixes every edge,
+        numbered as a flat alpha: the normal cell's edges, then the reduction cell's."""
         k = self.k
         for name, w in (("normal", normal), ("reduce", reduce)):
             if w.dim() != 3 or w.shape[0] != k or w.shape[1:] != (self.config.n_edges, len(self.config.op_names)):
@@ -155,7 +156,11 @@ class SearchNetwork(nn.Module):
         s0 = s1 = self.stem(_as_trial_input(x, k, self.config.in_channels))
         for cell in self.cells:
             w = reduce if cell.reduction else normal
-            s0, s1 = s1, cell(s0, s1, w, active[id(w)])
+            if mixer is None:
+                s0, s1 = s1, cell(s0, s1, w, active[id(w)])
+            else:
+                first = self.config.n_edges if cell.reduction else 0
+                s0, s1 = s1, cell(s0, s1, w, active[id(w)], mixer=mixer, first_position=first)
         return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
 
 

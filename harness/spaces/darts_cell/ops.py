@@ -57,10 +57,14 @@ class OpSettings:
     pool_count_include_pad: bool = False  # not stated: avg_pool_3x3 averages real pixels only
     pool_bn: bool = False  # not stated: a BatchNorm after each pooling op (SearchConfig turns it on)
     fast_depthwise: bool = True  # implementation only: depthwise.depthwise_conv2d's faster backward
+    # Search cells only: PC-DARTS's partial channels ([002] Eq. 3.33, METHODS.md M16). Each mixed
+    # edge runs its ops on the first 1/k of its input's channels and passes the rest by (1: all).
+    partial_channels: int = 1
 
     def __post_init__(self) -> None:
-        if self.dilation < 1 or self.bn_eps <= 0 or not 0 <= self.bn_momentum <= 1:
-            raise ValueError("op settings: dilation >= 1, bn_eps > 0 and bn_momentum in [0, 1] are required")
+        if self.dilation < 1 or self.bn_eps <= 0 or not 0 <= self.bn_momentum <= 1 or self.partial_channels < 1:
+            raise ValueError("op settings: dilation >= 1, bn_eps > 0, bn_momentum in [0, 1] and "
+                             "partial_channels >= 1 are required")
 
 
 def merge_trials(x: torch.Tensor) -> torch.Tensor:

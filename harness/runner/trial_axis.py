@@ -1,0 +1,104 @@
+"""Trials of one row on a space with a trial axis (the DARTS cell space), run as one batch.
+
+The loop's ``run_trial`` per trial, through ``harness.batched.cells``: search (DARTS first
+order) or pick (Random, single op), retrain every genotype as one computation, score; random
+search retrains all k candidates of all trials at once and keeps each trial's best on validation.
+Failures stay per trial; runtimes are the batch's wall time shared equally.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from harness.batched.cells import CellJob, search_cells, train_cells
+from harness.methods import ComposedSearch, SearchOutcome
+from harness.methods.baselines import RandomArchitecture, RandomSearch, SingleOp, best_candidate
+from harness.methods.context import MethodContext, TrialDiverged
+from harness.methods.training import arch_metrics
+from harness.runner.spec import STATUS_OK, TrialResult
+from harness.runner.trial import _finish, _record_exception, _take_outcome, add_costs, note_resumed
+
+
+def run_trial_axis(method, live: list[TrialResult], ctxs: list[MethodContext], start: float) -> None:
+    search_s = 0.0
+    try:
+        if isinstance(method, RandomSearch):
+            _random_search(method, live, ctxs)
+        else:
+            if isinstance(method, ComposedSearch):
+                outcomes = search_cells(method, ctxs)
+                search_s = time.perf_counter() - start
+            elif isinstance(method, SingleOp):
+                outcomes = [(SearchOutcome(genotype=c.space.uniform_genotype(method.op)), "") for c in ctxs]
+            elif isinstance(method, RandomArchitecture):
+                outcomes = [(SearchOutcome(genotype=c.space.random_genotype(c.ops, c.streams.generator("arch"))), "")
+                            for c in ctxs]
+            else:  # engine_for() only sends supported methods here
+                raise TypeError(f"no batched implementation for {type(method).__name__}")
+            jobs, owners = [], []
+            for result, ctx, (outcome, failure) in zip(live, ctxs, outcomes):
+                if failure:
+                    result.failure_reason = failure
+                    continue
+                _take_outcome(result, outcome, ctx)
+                jobs.append(CellJob(ctx, outcome.genotype, ctx.streams))
+                owners.append(result)
+            for result, scores in zip(owners, train_cells(jobs) if jobs else []):
+                _take_scores(result, scores)
+        for result, ctx in zip(live, ctxs):
+            if not result.failure_reason:
+                try:
+                    add_costs(result, ctx)
+                    _finish(result)
+                except Exception as exc:  # noqa: BLE001 - TrialDiverged and the like, per trial
+                    result.failure_reason = str(exc)
+    except Exception as exc:  # a bug in the batch fails its trials with the reason, never the study
+        for result in live:
+            if result.status != STATUS_OK:
+                _record_exception(result, exc)
+    wall = time.perf_counter() - start
+    k = len(live)
+    for result in live:
+        note_resumed(result, ctxs[0])
+        result.runtime_s, result.search_runtime_s = wall / k, search_s / k
+        result.retrain_runtime_s = (wall - search_s) / k
+        result.extra["batch_wall_s"] = wall
+
+
+def _take_scores(result: TrialResult, scores) -> None:
+    if scores.failure:
+        result.failure_reason = scores.failure
+        return
+    result.arch_metrics = arch_metrics({"val": scores.val, "test": scores.test})
+    result.arch_score = scores.test[result.metric]
+
+
+def _random_search(method: RandomSearch, live: list[TrialResult], ctxs: list[MethodContext]) -> None:
+    """Every trial's k candidates in one batch (each candidate on its child streams, as in the loop)."""
+    jobs = []
+    for ctx in ctxs:
+        for i in range(method.k):
+            child = ctx.streams.child(i)
+            jobs.append(CellJob(ctx, ctx.space.random_genotype(ctx.ops, child.generator("arch")), child))
+    scored = train_cells(jobs)
+    for t, (result, ctx) in enumerate(zip(live, ctxs)):
+        primary = ctx.task.primary
+        candidates = []
+        for i in range(method.k):
+            job, scores = jobs[t * method.k + i], scored[t * method.k + i]
+            score = scores.val[primary] if not scores.failure else math.nan  # candidates compete on validation
+            candidates.append({"genotype": job.genotype, "score": score, "failure_reason": scores.failure,
+                               "scores": scores})
+        try:
+            best = best_candidate(candidates, primary)
+        except TrialDiverged as exc:
+            result.failure_reason = str(exc)
+            continue
+        best_scores = best["scores"]
+        for c in candidates:
+            del c["scores"]
+        _take_outcome(result, SearchOutcome(genotype=best["genotype"]), ctx)
+        _take_scores(result, best_scores)
+        n_failed = sum(not math.isfinite(c["score"]) for c in candidates)
+        result.extra.update(candidates=candidates, n_failed_candidates=n_failed)

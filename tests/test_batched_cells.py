@@ -1,0 +1,80 @@
+"""The batched engine on the DARTS cell space: K seeds as one computation give each trial the loop
+engine's result (issue 12, section 4: the trial axis of the one engine)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.batched import cells
+from harness.runner.spec import TrialSpec
+from harness.runner.trial import engine_for, run_batch, run_trial
+from harness.tasks.data.synthetic import write_mnist
+
+OPTIONS = {
+    "problem": {"n_train": 32, "n_val": 32, "n_retrain": 48, "n_test": 40, "batch_size": 16, "image_size": 12,
+                "channels": 1, "retrain_epochs": 2, "retrain_batch_size": 16, "cutout": 4, "crop_padding": 1},
+    "space": {"n_cells": 3, "channels": 2, "eval_cells": 3, "eval_channels": 4, "auxiliary": True},
+}
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    write_mnist(tmp_path, n_train=8, n_test=200)
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+def _specs(name: str, seeds=(0, 1, 2), **extra) -> list[TrialSpec]:
+    options = {**OPTIONS, **extra}
+    return [TrialSpec.make(dataset="mnist-proxy", space="darts-cell", op_set="darts", method=name,
+                           hp_set="DARTS-CIFAR", epochs=2, seed=s, options=options) for s in seeds]
+
+
+def _same(loop, batched, n_test: int = 40) -> None:
+    assert batched.status == loop.status == "ok", (loop.failure_reason, batched.failure_reason)
+    assert batched.genotype == loop.genotype
+    step = 100.0 / n_test  # one test image more or less right: float noise at a decision boundary
+    assert abs(batched.arch_score - loop.arch_score) <= step + 1e-9
+    if loop.final_alphas is not None:
+        torch.testing.assert_close(torch.tensor(batched.final_alphas), torch.tensor(loop.final_alphas),
+                                   rtol=1e-4, atol=1e-6)
+        assert abs(batched.oneshot_score - loop.oneshot_score) <= 100.0 / 32 + 1e-9
+        assert batched.extra["hessian_eigenvalue"] == pytest.approx(loop.extra["hessian_eigenvalue"], rel=1e-3,
+                                                                    abs=1e-5)
+
+
+@pytest.mark.parametrize("method", ["darts", "random"])
+def test_batched_trials_equal_loop_trials(data_dir, method):
+    """Every trial matches the loop: same genotype, alphas to 1e-4, scores to one test image."""
+    specs = _specs(method)
+    assert engine_for(specs[0], "auto") == ("batched", "")
+    batched = run_batch(specs, "cpu", engine="batched")
+    assert all(r.extra["engine"] == "batched" and r.extra["batch_size"] == 3 for r in batched)
+    for spec, result in zip(specs, batched):
+        _same(run_trial(spec, "cpu"), result)
+    assert len({str(r.genotype) for r in batched}) > 1  # seeds differ
+
+
+def test_batched_random_search_picks_the_loops_candidate(data_dir):
+    specs = _specs("random-search", seeds=(4, 5), method={"k": 2})
+    batched = run_batch(specs, "cpu", engine="batched")
+    for spec, result in zip(specs, batched):
+        loop = run_trial(spec, "cpu")
+        _same(loop, result)
+        assert [c["genotype"] for c in result.extra["candidates"]] == [c["genotype"] for c in loop.extra["candidates"]]
+
+
+def test_trial_results_do_not_depend_on_batch_mates(data_dir):
+    """A trial's result is bit for bit the same in a batch of two or of four (the executor's batch
+    plan depends on workers and on what a resumed study still has to run)."""
+    assert not cells.CHANNELS_LAST
+    two = run_batch(_specs("darts", seeds=(0, 1)), "cpu", engine="batched")
+    four = run_batch(_specs("darts", seeds=(3, 0, 2, 1)), "cpu", engine="batched")
+    assert two[0].final_alphas == four[1].final_alphas and two[1].final_alphas == four[3].final_alphas
+    assert two[0].genotype == four[1].genotype and two[0].arch_score == four[1].arch_score
+
+
+def test_second_order_and_components_stay_in_the_loop(data_dir):
+    kind, why = engine_for(_specs("darts-2nd")[0], "auto")
+    assert kind == "loop" and "SecondOrder" in why
