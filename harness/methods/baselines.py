@@ -55,9 +55,7 @@ class RandomSearch:
 
     def search(self, ctx: MethodContext) -> SearchOutcome:
         candidates = []
-        for i in range(self.k):
-            child = ctx.streams.child(i)
-            genotype = ctx.space.random_genotype(ctx.ops, child.generator("arch"))
+        for genotype, child in random_candidates(ctx, self.k):
             try:
                 scores = retrain_and_score(genotype, ctx, child)
             except TrialDiverged as exc:
@@ -88,3 +86,13 @@ def best_candidate(candidates: list[dict], metric: str) -> dict:
         raise TrialDiverged(f"all {len(candidates)} random-search candidates failed: {candidates[0]['failure_reason']}")
     sign = 1.0 if METRICS.get(metric).direction == "max" else -1.0
     return max(finite, key=lambda c: sign * c["score"])
+
+
+def random_candidates(ctx: MethodContext, k: int) -> list[tuple[object, object]]:
+    """Random search's k (genotype, streams) pairs: candidate i draws from the trial's i-th child
+    streams, so every engine trains the same candidates."""
+    pairs = []
+    for i in range(k):
+        child = ctx.streams.child(i)
+        pairs.append((ctx.space.random_genotype(ctx.ops, child.generator("arch")), child))
+    return pairs

@@ -282,13 +282,9 @@ def _run_batched(specs: list[TrialSpec], device, checkpoint_dir=None) -> list[Tr
 def _random_search_batched(method, live: list[TrialResult], ctxs: list[MethodContext]) -> None:
     """Random search's k candidates of every trial, trained as one batch (same streams as the loop)."""
     from harness.batched.engine import FixedJob, train_fixed
-    from harness.methods.baselines import best_candidate
+    from harness.methods.baselines import best_candidate, random_candidates
 
-    jobs = []
-    for ctx in ctxs:
-        for i in range(method.k):
-            child = ctx.streams.child(i)
-            jobs.append(FixedJob(ctx, ctx.space.random_genotype(ctx.ops, child.generator("arch")), child))
+    jobs = [FixedJob(ctx, genotype, child) for ctx in ctxs for genotype, child in random_candidates(ctx, method.k)]
     outcomes = train_fixed(jobs)
     for t, (result, ctx) in enumerate(zip(live, ctxs)):
         candidates = []

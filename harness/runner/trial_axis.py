@@ -13,7 +13,7 @@ import time
 
 from harness.batched.cells import CellJob, search_cells, train_cells
 from harness.methods import ComposedSearch, SearchOutcome
-from harness.methods.baselines import RandomArchitecture, RandomSearch, SingleOp, best_candidate
+from harness.methods.baselines import RandomArchitecture, RandomSearch, SingleOp, best_candidate, random_candidates
 from harness.methods.context import MethodContext, TrialDiverged
 from harness.methods.training import arch_metrics
 from harness.runner.spec import STATUS_OK, TrialResult
@@ -76,11 +76,7 @@ def _take_scores(result: TrialResult, scores) -> None:
 
 def _random_search(method: RandomSearch, live: list[TrialResult], ctxs: list[MethodContext]) -> None:
     """Every trial's k candidates in one batch (each candidate on its child streams, as in the loop)."""
-    jobs = []
-    for ctx in ctxs:
-        for i in range(method.k):
-            child = ctx.streams.child(i)
-            jobs.append(CellJob(ctx, ctx.space.random_genotype(ctx.ops, child.generator("arch")), child))
+    jobs = [CellJob(ctx, genotype, child) for ctx in ctxs for genotype, child in random_candidates(ctx, method.k)]
     scored = train_cells(jobs)
     for t, (result, ctx) in enumerate(zip(live, ctxs)):
         primary = ctx.task.primary
