@@ -136,14 +136,24 @@ def iter_results(
         for chunk in chunks:
             yield from _run_chunk(chunk, threads_per_worker, engine, None, device, checkpoint_dir)
         return
-    from joblib import Parallel, delayed
+    from joblib import delayed
 
-    # return_as="generator_unordered" hands back each batch as soon as a worker finishes it.
-    parallel = Parallel(n_jobs=workers, return_as="generator_unordered", backend="loky")
     me = os.getpid()
     jobs = (delayed(_run_chunk)(chunk, threads_per_worker, engine, me, device, checkpoint_dir) for chunk in chunks)
-    for chunk_results in parallel(jobs):
+    for chunk_results in as_completed(jobs, workers):
         yield from chunk_results
+
+
+def as_completed(jobs: Iterable, workers: int) -> Iterator:
+    """Run joblib ``delayed`` calls in ``workers`` loky processes; yield each result the moment
+    its call finishes. One call per dispatch (``batch_size=1``): joblib's automatic batching
+    groups calls after a run of quick ones (trials resumed from a finished checkpoint), and a
+    group comes back only when its last call ends, which left finished trials unstored for as
+    long as a whole group of trials took."""
+    from joblib import Parallel
+
+    parallel = Parallel(n_jobs=workers, return_as="generator_unordered", backend="loky", batch_size=1)
+    yield from parallel(jobs)
 
 
 def run_specs(
