@@ -141,3 +141,12 @@ def test_plan_batches_groups_rows_and_shares_them_among_workers():
         assert len({s.method for s in b}) == 1 and len({s.seed for s in b}) == len(b)
     assert sorted(s.trial_id for b in batches for s in b) == sorted(s.trial_id for s in specs)
     assert len(plan_batches(specs, workers=1, max_batch=32)) == 2
+
+
+def test_plan_batches_sends_loop_rows_one_trial_at_a_time():
+    """darts-2nd runs in the loop engine: grouped, its finished trials would wait for their batch."""
+    specs = [spec(m, seed=s) for s in range(6) for m in ("das", "darts-2nd")]
+    batches = plan_batches(specs, workers=2, max_batch=32, batchable=lambda s: engine_for(s, "batched")[0] == "batched")
+    loop = [b for b in batches if b[0].method == "darts-2nd"]
+    assert [len(b) for b in loop] == [1] * 6
+    assert sorted(len(b) for b in batches if b[0].method == "das") == [3, 3]

@@ -19,8 +19,8 @@ from harness.methods.__main__ import main as list_methods
 from harness.methods.perturbations import ParameterFreeDropout
 from harness.methods.presets import CELL_PRESETS
 from harness.methods.progressive import ProgressiveSearch
-from harness.methods.search import Mixer
 from harness.methods.state import SearchState
+from harness.methods.supernet import Mixer
 from harness.runner import STATUS_OK, TrialSpec, run_trial
 from harness.runner.trial import build_context
 from harness.spaces.darts_cell import OP_NAMES, edge_index, genotype_from_json

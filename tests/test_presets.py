@@ -11,7 +11,7 @@ from harness.methods.__main__ import main as list_methods
 from harness.methods.progressive import ProgressiveSearch
 from harness.methods.regularizers import ZeroOneLoss
 from harness.methods.relaxation import SigmoidRelaxation
-from harness.methods.search import Mixer, mixed_ops
+from harness.methods.supernet import Mixer, mixed_ops
 from harness.methods.training import check_finite, task_loss
 from harness.runner import STATUS_FAILED, STATUS_OK, TrialSpec, run_trial
 from harness.runner.trial import build_context

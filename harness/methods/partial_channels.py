@@ -22,7 +22,8 @@ import torch
 from harness.methods.base import SearchOutcome
 from harness.methods.context import MethodContext
 from harness.methods.relaxation import EdgeNormalizedSoftmax
-from harness.methods.search import ALPHA_INIT_SCALE, ComposedSearch, _Run
+from harness.methods.search import ALPHA_INIT_SCALE, ComposedSearch
+from harness.methods.supernet import SearchRun
 
 NEEDS = "multi-channel-states"
 
@@ -38,7 +39,7 @@ class PartialChannelSearch(ComposedSearch):
 
     def start(
         self, ctx: MethodContext, space, epochs: int, op_mask: torch.Tensor | None = None, hooks: tuple | None = None
-    ) -> _Run:
+    ) -> SearchRun:
         if NEEDS not in getattr(space, "capabilities", ()):
             raise ValueError(f"{self.name} needs a space with {NEEDS} (the DARTS cell space), "
                              f"not {getattr(space, 'name', space)!r}")
@@ -55,7 +56,7 @@ class PartialChannelSearch(ComposedSearch):
             run.history = [run.alpha.detach().cpu().tolist()]
         return run
 
-    def finish(self, run: _Run) -> SearchOutcome:
+    def finish(self, run: SearchRun) -> SearchOutcome:
         outcome = super().finish(run)
         outcome.extra["edge_betas"] = [row[-1] for row in outcome.final_alphas]
         outcome.final_alphas = [row[:-1] for row in outcome.final_alphas]

@@ -19,7 +19,6 @@ gives exactly the numbers it gave before components existed.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from harness.methods.estimators import FirstOrder
 from harness.methods.relaxation import SoftmaxRelaxation
 from harness.methods.schedules import alpha_lr_factor, cosine, natural_exp_cosine, param_lr_factor
 from harness.methods.state import SearchState
+from harness.methods.supernet import Mixer, SearchRun, SupernetProbe, evaluating, mixed_ops
 from harness.methods.training import (
     check_finite,
     clip_gradients,
@@ -44,14 +44,12 @@ from harness.methods.training import (
     train_network,
 )
 from harness.spaces import PARAMETER_FREE_OPS
-from harness.spaces.ops import MixedOp
 from harness.tasks.base import Batch
 
 ALPHA_INIT_SCALE = 1e-3  # alpha ~ 1e-3 * N(0, 1), as in DARTS
 INHERITED_PREFIX = "inherited_"  # one-shot metrics of the derived genotype with the supernet's weights
 PARAM_LR_SCHEDULES = ("constant", "cosine", "natural-exp-cosine")
 HESSIAN_MODES = ("none", "end", "epochs")
-PROBE_BATCHES = 4
 
 
 def alpha_optimizer(alpha: torch.Tensor, hp) -> torch.optim.Optimizer:
@@ -60,162 +58,6 @@ def alpha_optimizer(alpha: torch.Tensor, hp) -> torch.optim.Optimizer:
     if hp.alpha_optimizer == "adam":
         return torch.optim.Adam([alpha], lr=hp.alpha_lr, betas=(0.5, 0.999), weight_decay=hp.alpha_weight_decay)
     return torch.optim.SGD([alpha], lr=hp.alpha_lr, weight_decay=hp.alpha_weight_decay)
-
-
-def mixed_ops(model: torch.nn.Module) -> list[MixedOp]:
-    """The network's mixed ops in position order."""
-    found = [m for m in model.modules() if isinstance(m, MixedOp)]
-    return sorted(found, key=lambda m: m.position)
-
-
-@dataclass
-class Mixer:
-    """Replaces the plain weighted sum in every mixed op (installed through ``OpContext.mixer``).
-
-    Applies, per position: op masks (P-DARTS's dropped ops), the mix hooks of perturbation
-    components (only while ``state.training``), deactivation of a whole position (D-DARTS's
-    ablation: identity in the sequential space, no contribution in the non-sequential one) and
-    per-edge multipliers. ``mixed`` is a 1D ``MixedOp`` or a cell edge (``darts_cell.mixing.EdgeView``);
-    where an edge changes the shape (a cell's stride-2 edges), its ``skip(u)`` stands for u itself
-    in deactivation, extra terms and the all-masked zero."""
-
-    state: SearchState
-    hooks: tuple = ()
-    op_mask: torch.Tensor | None = None
-    deactivated: dict[int, str] = field(default_factory=dict)
-    edge_weights: torch.Tensor | None = None
-
-    @property
-    def acts(self) -> bool:
-        """Whether mixing differs from the plain weighted sum now (a cell space keeps its fused sum if not)."""
-        return bool(
-            (self.hooks and self.state.training) or self.op_mask is not None or self.deactivated
-            or self.edge_weights is not None
-        )
-
-    def __call__(self, mixed: MixedOp, u: torch.Tensor, op_ctx, weights: torch.Tensor) -> torch.Tensor:
-        pos = mixed.position
-        skip = getattr(mixed, "skip", None)
-        mode = self.deactivated.get(pos)
-        if mode is not None:
-            base = u if skip is None else skip(u)
-            return base if mode == "identity" else torch.zeros_like(base)
-        hooks = self.hooks if self.state.training else ()
-        out = None
-        for k, (name, op) in enumerate(zip(mixed.names, mixed.ops)):
-            if self.op_mask is not None and not bool(self.op_mask[pos, k]):
-                continue
-            x = u
-            for hook in hooks:
-                if hasattr(hook, "op_input"):
-                    x = hook.op_input(x, name, pos, self.state)
-            y = op(x, op_ctx)
-            for hook in hooks:
-                if hasattr(hook, "op_output"):
-                    y = hook.op_output(y, name, pos, self.state)
-            term = weights[k] * y
-            out = term if out is None else out + term
-        base = u if skip is None or not (hooks or out is None) else skip(u)
-        for hook in hooks:
-            extra = hook.extra_term(base, pos, self.state) if hasattr(hook, "extra_term") else None
-            if extra is not None:
-                out = extra if out is None else out + extra
-        if out is None:
-            out = torch.zeros_like(base)
-        if self.edge_weights is not None:
-            out = out * self.edge_weights[pos]
-        return out
-
-
-@contextlib.contextmanager
-def evaluating(model: torch.nn.Module, state: SearchState):
-    """Model in eval mode (BatchNorm running statistics) and components deterministic."""
-    was_model, was_state = model.training, state.training
-    model.eval()
-    state.training = False
-    try:
-        yield
-    finally:
-        model.train(was_model)
-        state.training = was_state
-
-
-class SupernetProbe:
-    """What discretization rules, early stopping and diagnostics may ask of the supernet.
-
-    Scores use ``PROBE_BATCHES`` fixed validation batches (their own seed, derived from the
-    trial's evaluation stream), the model in eval mode and deterministic relaxations."""
-
-    def __init__(self, search: ComposedSearch, run: _Run) -> None:
-        self.search, self.run = search, run
-        ctx = run.ctx
-        gen = torch.Generator().manual_seed(ctx.streams.seed("eval") + 2)
-        self.batches = [ctx.task.sample(gen, "val") for _ in range(PROBE_BATCHES)]
-        self.noise_seed = ctx.streams.seed("eval") + 3
-
-    def _loss(self, weights, batch) -> torch.Tensor:
-        noise = torch.Generator().manual_seed(self.noise_seed)
-        return task_loss(self.run.model, self.run.ctx.task, batch, noise, weights, self.run.mixer)
-
-    @torch.no_grad()
-    def score(self, weights: torch.Tensor) -> float:
-        with evaluating(self.run.model, self.run.state):
-            return sum(float(self._loss(weights, b)) for b in self.batches) / len(self.batches)
-
-    def val_loss(self, alpha: torch.Tensor) -> torch.Tensor:
-        """Validation loss on the first probe batch, differentiable in alpha (Hessian diagnostics)."""
-        with evaluating(self.run.model, self.run.state):
-            weights = self.search.relaxation.weights(self.run.masked(alpha), None)
-            return self._loss(weights, self.batches[0])
-
-    def genotype(self, alpha: torch.Tensor):
-        rule = self.search.discretization
-        if isinstance(rule, PerturbationSelection):
-            rule = ArgmaxDiscretization()  # intermediate genotypes must not fine-tune the supernet
-        probs = self.search.relaxation.probabilities(self.run.masked(alpha.detach()))
-        return rule.genotype(self.run.space, probs, self.run.ctx.ops)
-
-    def finetune(self, weights: torch.Tensor, steps: int) -> None:
-        """``steps`` weight steps with fixed mixing weights (DARTS+PT between edge decisions)."""
-        run = self.run
-        task = run.ctx.task
-        run.model.train()
-        for _ in range(int(steps)):
-            loss = task_loss(run.model, task, task.sample(run.data, "train"), run.noise, weights.detach(), run.mixer)
-            check_finite(loss, "while fine-tuning the supernet during discretization")
-            if run.w_opt is None:
-                return
-            run.w_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            run.w_opt.step()
-
-
-@dataclass
-class _Run:
-    """Everything one search run holds (a P-DARTS stage is one run)."""
-
-    ctx: MethodContext
-    space: object
-    model: torch.nn.Module
-    alpha: torch.Tensor
-    state: SearchState
-    mixer: Mixer
-    data: torch.Generator
-    noise: torch.Generator
-    w_opt: torch.optim.Optimizer | None
-    op_mask: torch.Tensor | None = None
-    history: list | None = None
-    epochs_run: int = 0
-    stopped_early: bool = False
-    hessian_per_epoch: list = field(default_factory=list)
-    combiner_weights: list = field(default_factory=list)
-    objectives: list = field(default_factory=list)
-    regularizers: list = field(default_factory=list)
-
-    def masked(self, alpha: torch.Tensor) -> torch.Tensor:
-        if self.op_mask is None:
-            return alpha
-        return alpha.masked_fill(~self.op_mask, float("-inf"))
 
 
 @dataclass
@@ -275,7 +117,7 @@ class ComposedSearch:
 
     def start(
         self, ctx: MethodContext, space, epochs: int, op_mask: torch.Tensor | None = None, hooks: tuple | None = None
-    ) -> _Run:
+    ) -> SearchRun:
         streams = ctx.streams
         with streams.seeded_init("init"):
             model = space.supernet(ctx.ops, ctx.op_config).to(ctx.device)
@@ -307,7 +149,7 @@ class ComposedSearch:
         def built(components):
             return [c.build(ctx, space) if hasattr(c, "build") else c for c in components]
 
-        return _Run(
+        return SearchRun(
             objectives=built(self.objective_penalties),
             regularizers=built(self.regularizers),
             ctx=ctx,
@@ -334,7 +176,7 @@ class ComposedSearch:
             lr *= natural_exp_cosine(epoch / max(epochs, 1), 1.0, low)
         return lr
 
-    def optimize(self, run: _Run, epochs: int) -> None:
+    def optimize(self, run: SearchRun, epochs: int) -> None:
         ctx, state, model, alpha = run.ctx, run.state, run.model, run.alpha
         task, hp = ctx.task, ctx.hp
         a_opt = alpha_optimizer(alpha, ctx.hp)
@@ -389,7 +231,7 @@ class ComposedSearch:
 
     # Everything the next epoch of a search depends on (harness.methods.checkpoint). Component
     # state beyond this is a function of the epoch and the streams, except early stopping's.
-    def _checkpoint_state(self, run: _Run, a_opt, epoch: int, stopped: bool) -> dict:
+    def _checkpoint_state(self, run: SearchRun, a_opt, epoch: int, stopped: bool) -> dict:
         state = run.state
         return to_cpu({
             "epoch": epoch, "stopped": stopped, "model": run.model.state_dict(), "alpha": run.alpha.detach(),
@@ -401,7 +243,7 @@ class ComposedSearch:
             "early_stopping": copy.deepcopy(vars(self.early_stopping)) if self.early_stopping is not None else None,
         })
 
-    def _restore(self, run: _Run, a_opt, saved: dict | None) -> int:
+    def _restore(self, run: SearchRun, a_opt, saved: dict | None) -> int:
         """Load a checkpointed epoch into ``run``; the first epoch still to run (0 without one)."""
         if saved is None:
             return 0
@@ -422,11 +264,11 @@ class ComposedSearch:
         run.state.epoch = saved["epoch"]
         return run.state.epochs if saved["stopped"] else saved["epoch"] + 1
 
-    def _loss(self, run: _Run, alpha_for_mix: torch.Tensor, batch) -> torch.Tensor:
+    def _loss(self, run: SearchRun, alpha_for_mix: torch.Tensor, batch) -> torch.Tensor:
         weights = self.relaxation.weights(run.masked(alpha_for_mix), run.state)
         return task_loss(run.model, run.ctx.task, batch, run.noise, weights, run.mixer)
 
-    def _weight_step(self, run: _Run, weights: list, epoch: int, step: int) -> tuple:
+    def _weight_step(self, run: SearchRun, weights: list, epoch: int, step: int) -> tuple:
         """One weight step on a fresh training batch; returns the batch (the alpha step's L_train)."""
         batch = run.ctx.task.sample(run.data, "train")
         mix_alpha = run.alpha.detach()
@@ -448,7 +290,7 @@ class ComposedSearch:
         return batch
 
     @staticmethod
-    def _replayer(run: _Run):
+    def _replayer(run: SearchRun):
         """Every loss evaluation of one step must see the same random draws (relaxation
         samples, perturbations, the noise op's noise): finite differences and PGD compare
         losses, and fresh noise in each would swamp the differences."""
@@ -460,7 +302,7 @@ class ComposedSearch:
 
         return replay
 
-    def _alpha_gradient(self, run: _Run, weights: list, batch: tuple | None) -> torch.Tensor:
+    def _alpha_gradient(self, run: SearchRun, weights: list, batch: tuple | None) -> torch.Tensor:
         """L_train uses the weight step's batch (as DARTS does); L_val a fresh validation batch."""
         ctx, state, alpha = run.ctx, run.state, run.alpha
         train_batch = batch if batch is not None else ctx.task.sample(run.data, "train")
@@ -515,7 +357,7 @@ class ComposedSearch:
 
         return self.estimator.alpha_gradient(run.alpha, weights, train_loss, adv_val_loss, xi, run.state)
 
-    def _ablation_gradient(self, run: _Run, val_batch: Batch, replay) -> torch.Tensor:
+    def _ablation_gradient(self, run: SearchRun, val_batch: Batch, replay) -> torch.Tensor:
         """Gradient rows of D-DARTS's ablation loss ([002] Eqs 4.2-4.5), row i from cell i's own loss.
 
         M_i = L(C) - L(C without cell i), L_AB^i = (M_i - mean M) / mean M. Cell i is
@@ -565,7 +407,7 @@ class ComposedSearch:
             return math.nan
 
     # ----------------------------------------------------------------------------- finish
-    def finish(self, run: _Run) -> SearchOutcome:
+    def finish(self, run: SearchRun) -> SearchOutcome:
         ctx, state = run.ctx, run.state
         rollback = getattr(self.early_stopping, "rollback_alpha", None) if self.early_stopping else None
         final = (rollback if rollback is not None else run.alpha).detach()

@@ -97,15 +97,22 @@ def auto_batch_size(workers: int) -> int:
     return max(1, min(CPU_MAX_BATCH, int(0.5 * free / max(workers, 1) / BYTES_PER_TRIAL)))
 
 
-def plan_batches(specs: list[TrialSpec], workers: int, max_batch: int) -> list[list[TrialSpec]]:
+def plan_batches(
+    specs: list[TrialSpec], workers: int, max_batch: int, batchable: Callable[[TrialSpec], bool] | None = None
+) -> list[list[TrialSpec]]:
     """Group specs that differ only in seed and cut each group into batches of at most
     ``max_batch``, as many as a multiple of ``workers`` when the group is big enough, so every
-    worker gets an equal share of a large row."""
+    worker gets an equal share of a large row. A row that ``batchable`` rejects (its method runs
+    in the loop engine) goes one trial per batch: a batch returns its results only when all of
+    them are done, so loop trials grouped together would wait unstored for their batch mates."""
     groups: dict[RowSpec, list[TrialSpec]] = {}  # trials of one row differ only in seed
     for spec in specs:
         groups.setdefault(spec.row, []).append(spec)
     batches = []
     for group in groups.values():
+        if batchable is not None and not batchable(group[0]):
+            batches.extend([spec] for spec in group)
+            continue
         n = len(group)
         count = math.ceil(n / max(max_batch, 1))
         if workers > 1 and n >= 2 * workers:
@@ -131,7 +138,12 @@ def iter_results(
     if engine == "loop":
         chunks = _chunks(specs, 1)
     else:
-        chunks = plan_batches(specs, max(workers, 1), batch_size or auto_batch_size(workers))
+        from harness.runner.trial import engine_for
+
+        def batchable(spec: TrialSpec) -> bool:
+            return engine_for(spec, engine)[0] == "batched"
+
+        chunks = plan_batches(specs, max(workers, 1), batch_size or auto_batch_size(workers), batchable)
     if workers <= 1:
         for chunk in chunks:
             yield from _run_chunk(chunk, threads_per_worker, engine, None, device, checkpoint_dir)
