@@ -203,3 +203,17 @@ class PerturbationSelection:
     def _finetune(self, probe: Probe, weights: torch.Tensor, more_to_decide: bool) -> None:
         if self.finetune_steps > 0 and more_to_decide:
             probe.finetune(weights.clone(), self.finetune_steps)
+
+
+class CellEdgesOrArgmax:
+    """DARTS's rule: top-k incoming edges per node in cells, argmax per layer in sequences (the
+    DARTS cell space's own discretization is already the top-2 rule)."""
+
+    name = "top-k-edges-or-argmax"
+
+    def __init__(self, k: int = 2) -> None:
+        self.cells, self.layers = TopKEdges(k), ArgmaxDiscretization()
+
+    def genotype(self, space, probabilities, ops, probe=None):
+        prunable = "zero-edges" in getattr(space, "capabilities", ()) and "zero" in ops
+        return (self.cells if prunable else self.layers).genotype(space, probabilities, ops)

@@ -9,19 +9,12 @@ problems cannot exercise say what they need instead.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
-from dataclasses import dataclass
-
-from harness.methods.baselines import RandomArchitecture, RandomSearch, SingleOp
 from harness.methods.discretization import (
-    ArgmaxDiscretization,
+    CellEdgesOrArgmax,
     PerturbationSelection,
     ThresholdDiscretization,
-    TopKEdges,
 )
 from harness.methods.early_stopping import (
-    DistanceStabilityStopping,
     HessianEigenvalueStopping,
     ParameterFreeCountStopping,
     RankStabilityStopping,
@@ -30,17 +23,16 @@ from harness.methods.estimators import (
     FirstOrder,
     ImplicitNeumann,
     MixedLevel,
-    MixedLevelSecondOrder,
     SecondOrder,
     make_estimator,
 )
-from harness.methods.multiobjective import MGDA, WeightedSum
 from harness.methods.partial_channels import PartialChannelSearch
 from harness.methods.perturbations import AdversarialAlpha, AuxiliarySkip, NoisyInputs, RandomSmoothing
+from harness.methods.preset_registry import METHODS, Preset, make_method, preset
 from harness.methods.progressive import ProgressiveSearch
 from harness.methods.regularizers import (
     BetaDecay,
-    CostBound,
+    CostObjective,
     L1ParameterFree,
     NoveltyTerm,
     PathRegularizer,
@@ -52,110 +44,7 @@ from harness.methods.relaxation import (
     SampledPathRelaxation,
     SigmoidRelaxation,
 )
-from harness.methods.schedules import linear_ramp
 from harness.methods.search import ComposedSearch
-from harness.registry import Registry
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A registered method: metadata plus the factory that builds it from its hyperparameters."""
-
-    name: str
-    entry: str
-    description: str
-    spaces: tuple[str, ...]
-    needs: str
-    default_hp_set: str
-    factory: Callable
-
-    def hyperparameters(self) -> dict:
-        return {
-            p.name: p.default for p in inspect.signature(self.factory).parameters.values() if p.name != "name"
-        }
-
-    def build(self, **options):
-        known = self.hyperparameters()
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            listed = ", ".join(sorted(known)) or "none"
-            raise ValueError(f"method {self.name!r} has no option(s) {', '.join(unknown)}; its options: {listed}")
-        return self.factory(name=self.name, **options)
-
-
-METHODS: Registry[Preset] = Registry("method")
-
-
-def preset(name: str):
-    """Register a factory; its default build supplies the listing's metadata."""
-
-    def register(factory: Callable) -> Callable:
-        method = factory(name=name)
-        METHODS.register(
-            name,
-            Preset(
-                name=name,
-                entry=method.entry,
-                description=method.description,
-                spaces=tuple(method.spaces),
-                needs=getattr(method, "needs", ""),
-                default_hp_set=getattr(method, "default_hp_set", "H1"),
-                factory=factory,
-            ),
-        )
-        return factory
-
-    return register
-
-
-class CellEdgesOrArgmax:
-    """DARTS's rule: top-k incoming edges per node in cells, argmax per layer in sequences (the
-    DARTS cell space's own discretization is already the top-2 rule)."""
-
-    name = "top-k-edges-or-argmax"
-
-    def __init__(self, k: int = 2) -> None:
-        self.cells, self.layers = TopKEdges(k), ArgmaxDiscretization()
-
-    def genotype(self, space, probabilities, ops, probe=None):
-        prunable = "zero-edges" in getattr(space, "capabilities", ()) and "zero" in ops
-        return (self.cells if prunable else self.layers).genotype(space, probabilities, ops)
-
-
-@dataclass
-class ChiRamp:
-    """AllegroNAS's chi ramp ([004] Eq. 6) as a schedule callable for mixed-level estimators."""
-
-    ramp_epochs: int = 25
-    chi_max: float = 0.1
-    chi_min: float = 0.0
-
-    def __call__(self, state) -> float:
-        return linear_ramp(state.epoch, self.ramp_epochs, self.chi_max, self.chi_min)
-
-
-@dataclass
-class CostObjective:
-    """E2RNAS's parameter-count / FLOPs objective |sum_o softmax(alpha)_o c_o - bound| ([003] Eqs 5-6),
-    built per trial from the 1D op costs and normalized by the costliest network, with the bound
-    at ``bound_fraction`` of it (E2RNAS's bounds are absolute CIFAR sizes; see CostBound.for_ops)."""
-
-    kind: str = "params"
-    bound_fraction: float = 0.5
-    weight: float = 1.0
-
-    def build(self, ctx, space) -> CostBound:
-        return CostBound.for_ops(
-            self.kind,
-            tuple(ctx.ops),
-            space.n_positions,
-            ctx.problem.config.n_points,
-            ctx.problem.operator.shape[0],
-            ctx.op_config,
-            self.bound_fraction,
-            self.weight,
-        )
-
 
 # ---------------------------------------------------------------------------------- M01-M04
 
@@ -503,90 +392,9 @@ def cdarts(name: str = "cdarts", l1_weight: float = L1ParameterFree().weight) ->
     )
 
 
-# ---------------------------------------------------------------------------------- M43-M46
+import harness.methods.presets_papers  # noqa: E402, F401 - registers M43-M46 and the baselines
 
-
-@preset("e2rnas")
-def e2rnas(
-    name: str = "e2rnas", epsilon: float = 2 / 255, bound_fraction: float = 0.5, mgda: bool = True
-) -> ComposedSearch:
-    return ComposedSearch(
-        name=name,
-        entry="M43",
-        combiner=MGDA() if mgda else WeightedSum(),
-        adversarial_epsilon=epsilon,
-        objective_penalties=(CostObjective("params", bound_fraction), CostObjective("flops", bound_fraction)),
-        description="E2RNAS: MGDA over val loss, FGSM-measurement loss, parameter and FLOPs bounds",
-    )
-
-
-@preset("allegronas")
-def allegronas(
-    name: str = "allegronas", chi_max: float = 0.1, ramp_epochs: int = 25, fd_radius: float = 0.01
-) -> ComposedSearch:
-    return ComposedSearch(
-        name=name,
-        entry="M44",
-        estimator=MixedLevelSecondOrder(chi=ChiRamp(ramp_epochs, chi_max), fd_radius=fd_radius),
-        param_lr_schedule="natural-exp-cosine",
-        description="AllegroNAS: second-order mixed-level alpha step with a chi ramp, natural exp. cosine lr",
-    )
-
-
-@preset("d-darts")
-def d_darts(
-    name: str = "d-darts", w01: float = 8.0, ablation_weight: float = 0.5, threshold: float = 0.85
-) -> ComposedSearch:
-    return ComposedSearch(
-        name=name,
-        entry="M45",
-        relaxation=SigmoidRelaxation(),
-        regularizers=(ZeroOneLoss(weight=w01),),
-        ablation_weight=ablation_weight,
-        discretization=ThresholdDiscretization(threshold),
-        description="D-DARTS: per-cell (per-layer) alpha losses with FairDARTS's zero-one loss and the ablation loss",
-    )
-
-
-@preset("dartopti")
-def dartopti(
-    name: str = "dartopti", init_op: str = "net", init_value: float = 1.0, patience: int = 5, start_epoch: int = 10
-) -> ComposedSearch:
-    method = d_darts(name)
-    method.entry = "M46"
-    method.init_op, method.init_value = init_op, init_value
-    method.early_stopping = DistanceStabilityStopping(patience=patience, start_epoch=start_epoch)
-    method.description = "DARTOpti: D-DARTS from a hand-designed genotype, stopped by architecture-distance stability"
-    return method
-
-
-# ---------------------------------------------------------------------------------- baselines
-
-
-@preset("lg-only")
-def lg_only(name: str = "lg-only") -> SingleOp:
-    return SingleOp(name=name, op="lgd", description="Learnable Grad. only")
-
-
-@preset("nets-only")
-def nets_only(name: str = "nets-only") -> SingleOp:
-    return SingleOp(name=name, op="net", description="Nets only (2-layer CNN)")
-
-
-@preset("random")
-def random_architecture(name: str = "random") -> RandomArchitecture:
-    return RandomArchitecture(name=name)
-
-
-@preset("random-search")
-def random_search(name: str = "random-search", k: int = 5) -> RandomSearch:
-    return RandomSearch(name=name, k=k)
-
-
-def make_method(name: str, options: dict | None = None):
-    """The preset ``name`` built with its method ``options`` (hyperparameters)."""
-    return METHODS.get(name).build(**(options or {}))
-
+__all__ = ["METHODS", "Preset", "make_method", "preset"]
 
 SEARCH_PRESETS = tuple(n for n, p in METHODS.items() if p.entry not in ("M05", "M06", "M07"))
 ONE_D_PRESETS = tuple(

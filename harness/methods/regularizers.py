@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -264,3 +265,26 @@ class CostBound(AlphaRegularizer):
 
     def penalty(self, alpha, state=None):
         return self.weight * (self.expected_cost(alpha) - self.bound).abs()
+
+
+@dataclass
+class CostObjective:
+    """E2RNAS's parameter-count / FLOPs objective |sum_o softmax(alpha)_o c_o - bound| ([003] Eqs 5-6),
+    built per trial from the 1D op costs and normalized by the costliest network, with the bound
+    at ``bound_fraction`` of it (E2RNAS's bounds are absolute CIFAR sizes; see CostBound.for_ops)."""
+
+    kind: str = "params"
+    bound_fraction: float = 0.5
+    weight: float = 1.0
+
+    def build(self, ctx, space) -> CostBound:
+        return CostBound.for_ops(
+            self.kind,
+            tuple(ctx.ops),
+            space.n_positions,
+            ctx.problem.config.n_points,
+            ctx.problem.operator.shape[0],
+            ctx.op_config,
+            self.bound_fraction,
+            self.weight,
+        )

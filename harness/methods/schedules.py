@@ -14,6 +14,7 @@ All functions return a float. ``progress`` is the fraction of the search done (c
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 
 def param_lr_factor(epoch: int, warmup: bool, warmup_epochs: int) -> float:
@@ -86,3 +87,15 @@ def exponential_decay(progress: float, start: float, end: float) -> float:
     if start <= 0 or end <= 0:
         raise ValueError(f"exponential_decay needs positive start and end, got {start} and {end}")
     return start * (end / start) ** _clip01(progress)
+
+
+@dataclass
+class ChiRamp:
+    """AllegroNAS's chi ramp ([004] Eq. 6) as a schedule callable for mixed-level estimators."""
+
+    ramp_epochs: int = 25
+    chi_max: float = 0.1
+    chi_min: float = 0.0
+
+    def __call__(self, state) -> float:
+        return linear_ramp(state.epoch, self.ramp_epochs, self.chi_max, self.chi_min)

@@ -104,10 +104,8 @@ def run_trial(spec: TrialSpec, device: torch.device | str | None = None, checkpo
             result.retrain_runtime_s = 0.0
         add_costs(result, ctx)
         _finish(result)
-    except TrialDiverged as exc:
-        result.failure_reason = str(exc)
     except Exception as exc:  # recorded, counted and reported; never silently dropped
-        _record_exception(result, exc)
+        _record_failure(result, exc)
     note_resumed(result, locals().get("ctx"))
     result.runtime_s = time.perf_counter() - start
     return result
@@ -153,6 +151,46 @@ def _record_exception(result: TrialResult, exc: Exception) -> None:
     last = traceback.format_exception_only(type(exc), exc)[-1].strip()
     result.failure_reason = f"exception: {last}"
     result.extra["traceback"] = traceback.format_exc(limit=8)
+
+
+def _record_failure(result: TrialResult, exc: Exception) -> None:
+    """The loop's rule, for every engine: a diverged trial gives its reason, anything else the
+    exception with its traceback."""
+    if isinstance(exc, TrialDiverged):
+        result.failure_reason = str(exc)
+    else:
+        _record_exception(result, exc)
+
+
+def finish_each(live: list[TrialResult], ctxs: list[MethodContext]) -> None:
+    """Close every trial of a batch that has not failed yet: costs, then the finiteness check.
+    A failure here fails that trial alone, as it would in the loop."""
+    for result, ctx in zip(live, ctxs):
+        if result.failure_reason:
+            continue
+        try:
+            add_costs(result, ctx)
+            _finish(result)
+        except Exception as exc:  # noqa: BLE001 - recorded per trial
+            _record_failure(result, exc)
+
+
+def fail_unfinished(live: list[TrialResult], exc: Exception) -> None:
+    """A bug in a batch fails its unfinished trials with the reason, never the study."""
+    for result in live:
+        if result.status != STATUS_OK:
+            _record_exception(result, exc)
+
+
+def share_runtimes(live: list[TrialResult], start: float, search_s: float, retrain_s: float | None = None) -> None:
+    """Per-trial runtimes are the batch's wall time shared equally; batch_wall_s keeps the total.
+    ``retrain_s`` None: everything after the search."""
+    wall = time.perf_counter() - start
+    k = len(live)
+    retrain_s = wall - search_s if retrain_s is None else retrain_s
+    for result in live:
+        result.runtime_s, result.search_runtime_s, result.retrain_runtime_s = wall / k, search_s / k, retrain_s / k
+        result.extra["batch_wall_s"] = wall
 
 
 ENGINES = ("auto", "batched", "loop")
@@ -260,22 +298,10 @@ def _run_batched(specs: list[TrialSpec], device, checkpoint_dir=None) -> list[Tr
             for result, fixed in zip(live, train_fixed(jobs)):
                 result.arch_score, result.failure_reason = fixed.score, fixed.failure
             retrain_s = time.perf_counter() - start
-        for result in live:
-            if result.failure_reason:
-                continue
-            try:
-                _finish(result)
-            except TrialDiverged as exc:
-                result.failure_reason = str(exc)
-    except Exception as exc:  # a bug in the batch fails its trials with the reason, never the study
-        for result in live:
-            if result.status != STATUS_OK:
-                _record_exception(result, exc)
-    wall = time.perf_counter() - start
-    for result in live:
-        # Runtimes per trial are the batch's wall time shared equally; batch_wall_s keeps the total.
-        result.runtime_s, result.search_runtime_s, result.retrain_runtime_s = wall / k, search_s / k, retrain_s / k
-        result.extra["batch_wall_s"] = wall
+        finish_each(live, ctxs)
+    except Exception as exc:  # noqa: BLE001
+        fail_unfinished(live, exc)
+    share_runtimes(live, start, search_s, retrain_s)
     return results
 
 

@@ -16,8 +16,8 @@ from harness.methods import ComposedSearch, SearchOutcome
 from harness.methods.baselines import RandomArchitecture, RandomSearch, SingleOp, best_candidate, random_candidates
 from harness.methods.context import MethodContext, TrialDiverged
 from harness.methods.training import arch_metrics
-from harness.runner.spec import STATUS_OK, TrialResult
-from harness.runner.trial import _finish, _record_exception, _take_outcome, add_costs, note_resumed
+from harness.runner.spec import TrialResult
+from harness.runner.trial import _take_outcome, fail_unfinished, finish_each, note_resumed, share_runtimes
 
 
 def run_trial_axis(method, live: list[TrialResult], ctxs: list[MethodContext], start: float) -> None:
@@ -46,24 +46,12 @@ def run_trial_axis(method, live: list[TrialResult], ctxs: list[MethodContext], s
                 owners.append(result)
             for result, scores in zip(owners, train_cells(jobs) if jobs else []):
                 _take_scores(result, scores)
-        for result, ctx in zip(live, ctxs):
-            if not result.failure_reason:
-                try:
-                    add_costs(result, ctx)
-                    _finish(result)
-                except Exception as exc:  # noqa: BLE001 - TrialDiverged and the like, per trial
-                    result.failure_reason = str(exc)
-    except Exception as exc:  # a bug in the batch fails its trials with the reason, never the study
-        for result in live:
-            if result.status != STATUS_OK:
-                _record_exception(result, exc)
-    wall = time.perf_counter() - start
-    k = len(live)
+        finish_each(live, ctxs)
+    except Exception as exc:  # noqa: BLE001
+        fail_unfinished(live, exc)
     for result in live:
-        note_resumed(result, ctxs[0])
-        result.runtime_s, result.search_runtime_s = wall / k, search_s / k
-        result.retrain_runtime_s = (wall - search_s) / k
-        result.extra["batch_wall_s"] = wall
+        note_resumed(result, ctxs[0])  # the batch shares one checkpoint
+    share_runtimes(live, start, search_s)
 
 
 def _take_scores(result: TrialResult, scores) -> None:

@@ -39,6 +39,7 @@ from harness.spaces.darts_cell.networks import (
     _as_trial_input,
     _build_cells,
     _stem,
+    forward_cells,
     trial_cross_entropy,
     trial_view,
 )
@@ -289,13 +290,7 @@ class BatchedEvalNetwork(nn.Module):
             cell.drop_p, cell.generators = float(p), None if generators is None else list(generators)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        s0 = s1 = self.stem(_as_trial_input(x, self.k, self.config.in_channels))
-        aux = None
-        for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1)
-            if i == self.aux_at and self.auxiliary is not None and self.training:
-                aux = self.auxiliary(s1)
-        return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1)), aux
+        return forward_cells(self, self.stem(_as_trial_input(x, self.k, self.config.in_channels)))
 
     # --- trial bookkeeping: which rows of which tensor belong to which trial ---
 

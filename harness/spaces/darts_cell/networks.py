@@ -254,13 +254,20 @@ class EvalNetwork(nn.Module):
             cell.drop_path.p, cell.drop_path.generator = float(p), generator
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        s0 = s1 = self.stem(x)
-        aux = None
-        for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1)
-            if i == self.aux_at and self.auxiliary is not None and self.training:
-                aux = self.auxiliary(s1)
-        return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1)), aux
+        return forward_cells(self, self.stem(x))
+
+
+def forward_cells(net: nn.Module, stem_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The evaluation network after its stem, shared by ``EvalNetwork`` and the K-trial
+    ``BatchedEvalNetwork``: cells in sequence, the auxiliary head (training mode only) after cell
+    ``aux_at``, global pooling and the classifier."""
+    s0 = s1 = stem_out
+    aux = None
+    for i, cell in enumerate(net.cells):
+        s0, s1 = s1, cell(s0, s1)
+        if i == net.aux_at and net.auxiliary is not None and net.training:
+            aux = net.auxiliary(s1)
+    return net.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1)), aux
 
 
 def eval_loss(logits: torch.Tensor, aux: torch.Tensor | None, targets: torch.Tensor,
