@@ -475,3 +475,16 @@ def test_cli_reports_bad_files_without_traceback(tmp_path):
     )
     proc = tune_cli(REPO / "studies" / "tune_blur.yaml", "--dry-run", "--out", tmp_path)
     assert proc.returncode == 0 and "6 ep" in proc.stderr and "50 ep" in proc.stderr
+
+
+def test_aggregate_minimizes_a_lower_is_better_metric():
+    """A metric where lower is better is a loss as it stands: the best seed set has the lowest mean,
+    and a robust quantile below the median looks at the worst (highest) seeds."""
+    low, high = [1.0, 2.0, 3.0], [4.0, 5.0, 6.0]
+    loss_low, _ = aggregate(low, "architecture", direction="min")
+    loss_high, _ = aggregate(high, "architecture", direction="min")
+    assert loss_low == pytest.approx(2.0) and loss_high == pytest.approx(5.0) and loss_low < loss_high
+    assert aggregate(high, "architecture")[0] == pytest.approx(-5.0)  # higher is better: loss = -mean
+    worst_quarter, _ = aggregate([1.0, 2.0, 3.0, 10.0], "robust", quantile=0.25, direction="min")
+    assert worst_quarter == pytest.approx(float(np.quantile([-1.0, -2.0, -3.0, -10.0], 0.25)) * -1)
+    assert worst_quarter > 3.0  # between the two worst seeds, 3 and 10

@@ -111,11 +111,11 @@ class Progress:
         from harness.runner.executor import progress_bar
 
         self.bar = progress_bar(total, enabled, desc="evaluations", unit="eval")
-        self.max_budget, self.best, self.failed = max_budget, -math.inf, 0
+        self.max_budget, self.best, self.best_loss, self.failed = max_budget, math.nan, math.inf, 0
 
     def __call__(self, run: RunRecord) -> None:
-        if run.ok and run.budget >= self.max_budget - 1e-9:
-            self.best = max(self.best, run.score)
+        if run.ok and run.budget >= self.max_budget - 1e-9 and run.loss < self.best_loss:
+            self.best, self.best_loss = run.score, run.loss  # by loss: the metric may be lower-is-better
         if not run.ok:
             self.failed += 1
             reasons = "; ".join(run.info.get("failure_reasons", [])[:2]) or run.error or "no result"

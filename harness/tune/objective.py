@@ -6,7 +6,8 @@
   configuration is rewarded for working on most seeds rather than on one lucky seed.
 
 ``oneshot`` and ``architecture`` average over their seeds (one by default). The optimizer
-minimizes ``loss = -score``. A failed or diverged evaluation gets the finite loss
+minimizes ``loss = -score`` (``+score`` for a metric where lower is better:
+``harness.tasks.metrics`` gives the direction). A failed or diverged evaluation gets the finite loss
 ``failure_loss`` (default ``FAILED_LOSS``), worse than any real PSNR, so the optimizer learns to
 avoid the region instead of crashing on a NaN; for ``robust`` each failed seed counts as a score
 of ``-failure_loss`` inside the quantile, so a configuration that fails on a few seeds can still
@@ -27,6 +28,7 @@ from typing import Protocol
 import numpy as np
 
 from harness.runner.spec import STATUS_FAILED, STATUS_OK, RowSpec, TrialResult, TrialSpec
+from harness.tasks.metrics import find_metric
 from harness.tune.hpbandster_compat import json_safe, to_builtin
 from harness.tune.space import split_config
 
@@ -51,7 +53,10 @@ class Evaluation:
 
     @property
     def score(self) -> float | None:
-        return -self.loss if self.status == STATUS_OK else None
+        """The score in the metric's units (recorded by the objective; else ``-loss``)."""
+        if self.status != STATUS_OK:
+            return None
+        return float(self.info["score"]) if self.info.get("score") is not None else -self.loss
 
 
 class Objective(Protocol):
@@ -59,12 +64,17 @@ class Objective(Protocol):
 
 
 def aggregate(
-    scores: Sequence[float | None], kind: str, quantile: float = 0.5, failure_loss: float = FAILED_LOSS
+    scores: Sequence[float | None], kind: str, quantile: float = 0.5, failure_loss: float = FAILED_LOSS,
+    direction: str = "max",
 ) -> tuple[float, str]:
-    """(loss, status) of per-seed scores; ``None`` or non-finite marks a failed seed."""
+    """(loss, status) of per-seed scores; ``None`` or non-finite marks a failed seed. A metric
+    where lower is better (``direction="min"``) is negated first, so the loss is always "lower is
+    better" and a ``robust`` quantile below the median always looks at the worse seeds."""
     finite = [s is not None and math.isfinite(s) for s in scores]
     if not scores:
         return failure_loss, STATUS_FAILED
+    if direction == "min":
+        scores = [-s if ok else s for s, ok in zip(scores, finite)]
     if kind == "robust":
         values = np.array([s if ok else -failure_loss for s, ok in zip(scores, finite)], dtype=float)
         score = float(np.quantile(values, quantile))
@@ -159,14 +169,16 @@ class TrialObjective:
         specs = self.specs(config, budget)
         results = self.run(specs)
         scores = [self._score(r) for r in results]
-        loss, status = aggregate(scores, self.kind, self.quantile, self.failure_loss)
+        metric = find_metric(results[0].metric if results else None)
+        loss, status = aggregate(scores, self.kind, self.quantile, self.failure_loss, metric.direction)
         reasons = [
             r.failure_reason or f"non-finite {self.kind} score" for r, s in zip(results, scores) if s is None
         ]
         info = {
             "status": status,
             "objective": self.kind,
-            "score": -loss if status == STATUS_OK else None,
+            "score": (-loss if metric.direction == "max" else loss) if status == STATUS_OK else None,
+            "metric": metric.name,
             "epochs": specs[0].epochs,
             "seeds": self.seeds,
             "scores": scores,

@@ -76,12 +76,12 @@ def plot_trajectory(runs: list[RunRecord], path: Path, metric: str | None = None
         spent += float(r.info.get("epochs", r.budget)) * max(1, len(r.info.get("seeds", [0])))
         xs.append(spent)
     for budget in sorted({r.budget for r in runs}):
-        best, bx, by = -math.inf, [], []
+        best_loss, bx, by = math.inf, [], []
         for x, r in zip(xs, ordered):
-            if r.budget == budget and r.ok and r.score > best:
-                best = r.score
+            if r.budget == budget and r.ok and r.loss < best_loss:  # by loss: the metric may be lower-is-better
+                best_loss = r.loss
                 bx.append(x)
-                by.append(best)
+                by.append(r.score)
         if bx:
             bx.append(xs[-1])
             by.append(by[-1])

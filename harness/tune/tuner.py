@@ -74,8 +74,11 @@ class RunRecord:
 
     @property
     def score(self) -> float | None:
-        """The objective's score (PSNR, higher is better) of a successful evaluation."""
-        return -self.loss if self.ok else None
+        """The objective's score of a successful evaluation, in the metric's own units (the
+        objective records it; ``-loss`` for evaluations that did not)."""
+        if not self.ok:
+            return None
+        return float(self.info["score"]) if self.info.get("score") is not None else -self.loss
 
 
 @dataclass
