@@ -108,3 +108,22 @@ def test_errors():
         architecture_distance([["lgd"]], [["lgd"], ["net"]], SEQ_OPS)
     with pytest.raises(ValueError):
         architecture_distance(["lgd"], ["net"], SEQ_OPS, op_weights=[1.0, 2.0])
+
+
+def test_darts_cell_genotype_is_two_cells_of_kept_edge_ops():
+    """A DARTS genotype (JSON form) is its normal and reduction cell, each the set of its kept
+    edges' ops; the input nodes do not enter. Reference: the brute force on those op lists."""
+    ops = ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3")
+    a = {"normal": [["sep_conv_3x3", 0], ["skip_connect", 1], ["sep_conv_3x3", 2], ["sep_conv_3x3", 0]],
+         "normal_concat": [2, 3], "reduce": [["max_pool_3x3", 0], ["max_pool_3x3", 1]], "reduce_concat": [2]}
+    b = {"normal": [["sep_conv_3x3", 1], ["sep_conv_3x3", 0], ["sep_conv_3x3", 2], ["sep_conv_3x3", 1]],
+         "normal_concat": [2, 3], "reduce": [["max_pool_3x3", 1], ["skip_connect", 0]], "reduce_concat": [2]}
+    as_cells = [[["sep_conv_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_3x3"], ["max_pool_3x3"] * 2],
+                [["sep_conv_3x3"] * 4, ["max_pool_3x3", "skip_connect"]]]
+    expected = _brute_force(as_cells[0], as_cells[1], ops)
+    assert expected > 0  # both cells differ: skip in a's normal cell, skip in b's reduction cell
+    assert architecture_distance(a, b, ops) == pytest.approx(expected)
+    # the same ops on other input nodes: distance 0
+    moved = {**a, "normal": [[op, 1 - i % 2] for i, (op, _) in enumerate(a["normal"])]}
+    assert architecture_distance(a, moved, ops) == 0.0
+    assert pairwise_distances([a, b, a], ops)[0, 2] == 0.0

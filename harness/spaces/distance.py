@@ -11,7 +11,9 @@
 
 Genotypes: sequential (a list of op names, one per layer) = one single-edge cell per layer, so M
 is the mean per-layer edge distance; non-sequential (a list of cells, each a list of op names
-per edge) uses its cells as they are.
+per edge) uses its cells as they are; a DARTS cell genotype (its JSON form, ``{"normal": [[op,
+input], ...], "reduce": ...}``) is two cells, normal and reduction, each the set of its kept
+edges' op vectors. The edges' input nodes do not enter, as the edge order does not in the thesis.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ def _is_edge(x) -> bool:
 def genotype_cells(genotype, ops: Sequence[str]) -> list[np.ndarray]:
     """The genotype as a list of cells, each a bool array (edges, K) of edge vectors."""
     index = {op: k for k, op in enumerate(ops)}
+    if isinstance(genotype, Mapping) and "normal" in genotype and "reduce" in genotype:
+        genotype = [[edge[0] for edge in genotype[cell]] for cell in ("normal", "reduce")]
     if not isinstance(genotype, (list, tuple)) or len(genotype) == 0:
         raise ValueError(f"a genotype is a non-empty list, got {genotype!r}")
     if all(_is_edge(g) for g in genotype):  # sequential: one single-edge cell per layer

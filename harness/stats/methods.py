@@ -35,7 +35,7 @@ def _ops_of(group: pd.DataFrame) -> list[str] | None:
 def seed_diversity(group: pd.DataFrame) -> float:
     """Mean pairwise architecture distance between the ok trials' genotypes (NaN below 2)."""
     ok = group[ok_mask(group)]
-    genotypes = [g for g in ok.get("genotype", pd.Series(dtype=object)) if isinstance(g, list) and g]
+    genotypes = [g for g in ok.get("genotype", pd.Series(dtype=object)) if isinstance(g, (list, dict)) and g]
     ops = _ops_of(group)
     if len(genotypes) < 2 or not ops:
         return float("nan")
