@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from harness.report import write_report
-from harness.report.identity import ROW_IDENTITY, add_levels, row_label, with_identity
+from harness.report.identity import ROW_IDENTITY, add_levels, factor_shared_settings, row_label, with_identity
 from harness.report.tables import paper_caption, slice_title
+from harness.runner.spec import variant_label
 from harness.runner.store import TrialStore
 from harness.stats.synthetic import synthetic_records
 
@@ -106,3 +107,39 @@ def test_paper_captions():
     assert same == "Ours: 50 epochs; in parentheses [001] Table 1, at 50 epochs, same budget and hp set (no overrides)."
     assert "our search ran 5 epochs, not 50" in paper_caption({"epochs": 5, "variant": "-"}, 3)
     assert slice_title({"epochs": 50, "variant": "-"}, ["H2", "H1", "H1"]) == "50 epochs, hp sets H1, H2"
+
+
+SHARED = {"problem": {"samples_per_evaluation": 256}, "space": {"channels": 4}}
+
+
+def _with_study_settings(records: list[dict]) -> list[dict]:
+    """Every trial gets the same options (as an image proxy sets them); the frozen row keeps its override."""
+    out = []
+    for r in records:
+        r = {**r, "options": copy.deepcopy(SHARED)}
+        r["variant"] = variant_label(r.get("overrides") or {}, r["options"])
+        out.append(r)
+    return out
+
+
+def test_settings_every_trial_shares_are_printed_once_and_rows_stay_apart(tmp_path):
+    records = _with_study_settings(_records())
+    df, shared = factor_shared_settings(with_identity(pd.DataFrame(records)))
+    assert shared == "problem.samples_per_evaluation=256, space.channels=4"
+    assert set(df["variant"]) == {"-", FROZEN_VARIANT}  # what tells rows apart survives
+    store = TrialStore(tmp_path / "study")
+    for r in records:
+        store.append_record(r)
+    md = write_report(tmp_path / "study", n_boot=20, alpha_trials=0)["summary.md"].read_text()
+    table_rows = [line for line in md.splitlines() if line.startswith("|") or line.startswith("#")]
+    assert not any("samples_per_evaluation" in line for line in table_rows)  # no label or heading repeats it
+    assert f"Settings of every trial in this study (left out of the rows' variants): {shared}." in md
+    # the paper captions still count the shared settings as overrides of the published protocol
+    assert f"our rows override {shared}, the paper used the plain hp set" in md
+    assert f"our rows override {shared}, {FROZEN_VARIANT}, the paper used the plain hp set" in md
+
+
+def test_no_shared_settings_leaves_variants_alone():
+    df = with_identity(pd.DataFrame(_records()))
+    out, shared = factor_shared_settings(df)
+    assert shared == "-" and list(out["variant"]) == list(df["variant"])

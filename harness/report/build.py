@@ -20,7 +20,7 @@ from harness.atomic import write_text_atomic
 from harness.report import alpha_figures as af
 from harness.report import figures as fg
 from harness.report import sections as sec
-from harness.report.identity import ROW_IDENTITY, add_levels, identity_key, with_identity
+from harness.report.identity import ROW_IDENTITY, add_levels, factor_shared_settings, identity_key, with_identity
 from harness.report.metric_text import views
 from harness.report.tables import order_key, ordered, sort_groups
 from harness.runner.store import TRIALS_FILE, TrialStore
@@ -85,6 +85,7 @@ def write_report(
     Returns the written files keyed by their path relative to the study folder.
     """
     store, df = load_study(study_folder)
+    df, shared = factor_shared_settings(df)
     folder = store.folder
     written: dict[str, Path] = {"trials.csv": store.write_csv()}
     notes: list[str] = [store.damage_note()] if store.damaged else []
@@ -144,10 +145,10 @@ def write_report(
             written[f"{FIGURES_DIR}/{key}.png"] = path
 
     doc = sec.Doc(folder)
-    sec.header(doc, folder, df, motion)
+    sec.header(doc, folder, df, motion, shared)
     if store.damaged:  # torn fragments of crashed writes: their trials count as not run
         doc.warning(store.damage_note())
-    sec.paper_layout(doc, summary, runtime)
+    sec.paper_layout(doc, summary, runtime, shared)
     sec.methods_section(doc, ranking, figs, shown)
     sec.correlation_section(doc, summary, figs, shown)
     sec.distribution_section(doc, figs, shown)

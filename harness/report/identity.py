@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from harness.report.tables import BASELINE_METHODS, epochs_text, has_variant, label, order_key
+from harness.runner.spec import variant_label
 from harness.stats import GROUP_COLUMNS
 from harness.stats._common import METRIC, metric_labels
 
@@ -91,3 +92,41 @@ def add_levels(df: pd.DataFrame, column: str = "level") -> tuple[pd.DataFrame, d
         level_label(r): (r["method"] in BASELINE_METHODS, *identity_key(r, LEVEL_COLUMNS)) for r in records
     }
     return out, keys
+
+
+def _setting_items(record: Mapping) -> dict[str, str]:
+    """A record's overrides and options as ``{"param_lr": "0.1", "problem.cutout": "8"}`` (values as JSON)."""
+    import json
+
+    overrides, options = _settings_where(record, lambda k: True)
+    items = {k: json.dumps(v, sort_keys=True) for k, v in overrides.items()}
+    for group, values in options.items():
+        items.update({f"{group}.{k}": json.dumps(v, sort_keys=True) for k, v in values.items()})
+    return items
+
+
+def _settings_where(record: Mapping, keep) -> tuple[dict, dict]:
+    """The record's (overrides, options) restricted to the setting names ``keep`` accepts."""
+    overrides, options = (record.get(k) if isinstance(record.get(k), dict) else {} for k in ("overrides", "options"))
+    kept = {k: v for k, v in overrides.items() if keep(k)}
+    return kept, {group: {k: v for k, v in (values or {}).items() if keep(f"{group}.{k}")}
+                  for group, values in options.items()}
+
+
+def factor_shared_settings(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Move the settings every trial of the study shares out of the rows' ``variant`` text.
+
+    Why: a study that sets twenty options for all its rows (an image proxy) would print them in
+    every label and table cell. Returns the trials with the shortened variants and the shared
+    settings' text ('-' for none), which the report prints once. Rows stay apart: two rows that
+    differed still differ in a setting that not every trial shares."""
+    if df.empty or not {"overrides", "options"} & set(df.columns):
+        return df, NO_VARIANT
+    records = df.to_dict("records")
+    per_trial = [_setting_items(r) for r in records]
+    shared = {k for k, v in per_trial[0].items() if all(items.get(k) == v for items in per_trial[1:])}
+    if not shared:
+        return df, NO_VARIANT
+    out = df.copy()
+    out["variant"] = [variant_label(*_settings_where(r, lambda k: k not in shared)) for r in records]
+    return out, variant_label(*_settings_where(records[0], lambda k: k in shared))

@@ -29,6 +29,7 @@ from harness.report.tables import (
     BASELINE_METHODS,
     correlation_table,
     fmt,
+    has_variant,
     hp_table,
     label,
     method_table,
@@ -61,7 +62,7 @@ def _identity_cells(r: pd.Series | dict, columns=SHOWN_IDENTITY) -> dict:
     return {names.get(c, c): label(c, r[c]) if c in ("dataset", "method") else r[c] for c in columns}
 
 
-def header(doc: Doc, folder: Path, df: pd.DataFrame, motion: pd.DataFrame) -> None:
+def header(doc: Doc, folder: Path, df: pd.DataFrame, motion: pd.DataFrame, shared: str = "-") -> None:
     failed = int((~ok_mask(df)).sum())
     doc.heading(f"Study {folder.name}", 1)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -75,6 +76,8 @@ def header(doc: Doc, folder: Path, df: pd.DataFrame, motion: pd.DataFrame) -> No
         "A row is (data set, space, op set, method, hp set, epochs, variant); variant is the text of the "
         f"row's overrides and options, '-' for none.{paper}"
     )
+    if has_variant(shared):
+        doc.text(f"Settings of every trial in this study (left out of the rows' variants): {shared}.")
     frozen = int(motion["frozen"].eq(True).sum()) if len(motion) else 0  # None: not measurable
     if frozen:
         doc.warning(
@@ -82,9 +85,10 @@ def header(doc: Doc, folder: Path, df: pd.DataFrame, motion: pd.DataFrame) -> No
         )
 
 
-def paper_layout(doc: Doc, summary: pd.DataFrame, runtime: pd.DataFrame) -> None:
+def paper_layout(doc: Doc, summary: pd.DataFrame, runtime: pd.DataFrame, shared: str = "-") -> None:
     """Tables 1-4 layouts, one table per (metric, epochs, variant) slice, each headed with all three
-    (the metric only when the study has several); [001]'s numbers only beside PSNR rows."""
+    (the metric only when the study has several); [001]'s numbers only beside PSNR rows. ``shared``:
+    the settings every trial has (factored out of the variants), which the captions still count."""
     parts = metric_parts(summary)
     for metric, scored in parts:
         suffix = heading_suffix(metric, len(parts) > 1)
@@ -95,14 +99,14 @@ def paper_layout(doc: Doc, summary: pd.DataFrame, runtime: pd.DataFrame) -> None
                 what = slice_title(labels, part.loc[~part["method"].isin(BASELINE_METHODS), "hp_set"])
                 title = f"Table {no} layout: methods" if no else "Methods"
                 doc.heading(f"{title}, {space} space ({what}){suffix}")
-                doc.text(paper_caption(labels, no, metric))
+                doc.text(paper_caption(labels, no, metric, shared))
                 doc.table(method_table(part, times, space, metric))
                 search = part[~part["method"].isin(BASELINE_METHODS)]
                 if not search.empty:
                     no = paper_table_no(HP_TABLE, space, metric)
                     title = f"Table {no} layout: hyperparameter sets" if no else "Hyperparameter sets"
                     doc.heading(f"{title}, {space} space ({slice_title(labels, search['hp_set'])}){suffix}")
-                    doc.text(paper_caption(labels, no, metric))
+                    doc.text(paper_caption(labels, no, metric, shared))
                     doc.table(hp_table(part, space, metric))
 
 

@@ -137,9 +137,9 @@ def paper_table_no(tables: dict[str, int], space: str, metric: str = PAPER_METRI
     return tables.get(space) if metric == PAPER_METRIC else None
 
 
-def paper_caption(labels: dict, table_no: int | None, metric: str | None = None) -> str:
+def paper_caption(labels: dict, table_no: int | None, metric: str | None = None, shared: str = "-") -> str:
     """Says what the cells are (with ``metric``), what the parenthesized paper numbers are, and
-    whether they are our rows' counterpart."""
+    whether they are our rows' counterpart (``shared``: settings of every trial, also overrides)."""
     cells = ""
     if metric is not None:
         cells = f"Cells: architecture {metric_label(metric)}, {find_metric(metric).direction_text}. "
@@ -151,8 +151,9 @@ def paper_caption(labels: dict, table_no: int | None, metric: str | None = None)
     differs = []
     if not _same_epochs(labels["epochs"]):
         differs.append(f"our search ran {epochs_text(labels['epochs'])}, not {PAPER_EPOCHS}")
-    if has_variant(labels.get("variant")):
-        differs.append(f"our rows override {labels['variant']}, the paper used the plain hp set")
+    overrides = [v for v in (shared, labels.get("variant")) if has_variant(v)]
+    if overrides:
+        differs.append(f"our rows override {', '.join(overrides)}, the paper used the plain hp set")
     if differs:
         return f"{ours}. Not directly comparable: {'; '.join(differs)}."
     return f"{ours}, same budget and hp set (no overrides)."
