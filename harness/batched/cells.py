@@ -7,7 +7,7 @@ own batches from its own streams, and gets its own loss; the summed loss gives e
 exactly its own gradients, SGD/Adam act elementwise, and gradient clipping is per trial. So a
 trial gives the loop engine's result within float tolerance (tests/test_batched_cells.py).
 
-Runs batched: DARTS first order (softmax, first-order estimator, the space's discretization,
+Runs batched: DARTS first and second order (softmax, first- or second-order estimator, the space's discretization,
 any weight-lr schedule of the preset) and the Random / Random-search baselines. Everything else
 runs in the loop (``unsupported_reason`` says why).
 """
@@ -22,6 +22,7 @@ import torch
 from harness.methods.base import SearchOutcome
 from harness.methods.checkpoint import generator_states, restore_generators, to_cpu
 from harness.methods.context import MethodContext, Streams
+from harness.methods.estimators import SecondOrder
 from harness.methods.hessian import dominant_eigenvalue
 from harness.methods.schedules import alpha_lr_factor
 from harness.methods.search import ALPHA_INIT_SCALE, INHERITED_PREFIX, alpha_optimizer
@@ -106,6 +107,54 @@ def trial_losses(task, output, batch: Batch) -> torch.Tensor:
     ])
 
 
+def _per_trial(values: torch.Tensor, like: torch.Tensor, k: int) -> torch.Tensor:
+    """(K,) values broadcast to a trial-major parameter (trial t owns rows t*n/K .. (t+1)*n/K - 1)."""
+    return values.view(k, *([1] * (like.dim() - 1))).repeat_interleave(like.shape[0] // k, dim=0)
+
+
+def _trial_rows(x: torch.Tensor, k: int) -> torch.Tensor:
+    """A trial-major tensor as (K, rows of one trial, ...): ``[t]`` is trial t's own tensor."""
+    return x.view(k, x.shape[0] // k, *x.shape[1:])
+
+
+def _grads(output: torch.Tensor, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    found = torch.autograd.grad(output, inputs, allow_unused=True)
+    return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, found)]
+
+
+def _assign(params: list[torch.Tensor], values: list[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for p, value in zip(params, values):
+            p.copy_(value)
+
+
+def second_order_gradient(params: list[torch.Tensor], k: int, alpha: torch.Tensor, train_loss, val_loss,
+                          xi: float, fd_radius: float) -> torch.Tensor:
+    """DARTS second order for K trials at once: the loop's ``estimators._Unroll`` (virtual step
+    w' = w - xi grad_w L_train, finite-difference mixed Hessian-vector product, [004] Eqs 2-3),
+    with each trial's own radius eps_t = fd_radius / ||v_t|| over its own slices of the
+    trial-major weights. The losses are sums over trials, so every gradient is per trial."""
+    backup = [p.detach().clone() for p in params]
+    unrolled = [b - xi * g for b, g in zip(backup, _grads(train_loss(alpha.detach()), params))]
+    try:
+        _assign(params, unrolled)
+        a = alpha.detach().requires_grad_(True)
+        d_alpha, *v = _grads(val_loss(a), [a, *params])
+        # ||v_t|| exactly as the loop sums it (per parameter, then over parameters, in float32),
+        # so a trial's radius, and with it its hypergradient, is bit for bit the loop's.
+        eps = [fd_radius / (math.sqrt(float(sum((x[t] * x[t]).sum() for x in (_trial_rows(y, k) for y in v))))
+                            + 1e-12) for t in range(k)]
+        terms = []
+        for sign in (1.0, -1.0):
+            scale = torch.tensor([sign * e for e in eps], dtype=v[0].dtype, device=v[0].device)
+            _assign(params, [b + _per_trial(scale, x, k) * x for b, x in zip(backup, v)])
+            a = alpha.detach().requires_grad_(True)
+            terms.append(_grads(train_loss(a), [a])[0])
+    finally:
+        _assign(params, backup)
+    return torch.stack([d_alpha[t] - xi * ((terms[0][t] - terms[1][t]) / (2 * eps[t])) for t in range(k)])
+
+
 # ----------------------------------------------------------------------------------- search
 def search_cells(method, ctxs: list[MethodContext]) -> list[tuple[SearchOutcome | None, str]]:
     """``method`` (plain first-order DARTS) for every trial as one computation; per trial the
@@ -161,10 +210,21 @@ def search_cells(method, ctxs: list[MethodContext]) -> list[tuple[SearchOutcome 
             if a_factor == 0.0:
                 continue
             val = stacked_batch(task, data, "val")
+
+            def summed(a: torch.Tensor, b: Batch, where: str = "") -> torch.Tensor:
+                losses = trial_losses(task, logits(b, torch.softmax(a, -1)), b)
+                if where:
+                    failures.check(losses, where)
+                return failures.masked_sum(losses)
+
             a = alpha.detach().requires_grad_(True)
-            val_losses = trial_losses(task, logits(val, torch.softmax(a, -1)), val)
-            failures.check(val_losses, f"in search (alpha step), epoch {epoch} step {step}")
-            (grad,) = torch.autograd.grad(failures.masked_sum(val_losses), [a])
+            where = f"in search (alpha step), epoch {epoch} step {step}"
+            if isinstance(method.estimator, SecondOrder):
+                grad = second_order_gradient(params, k, alpha, lambda x, b=batch: summed(x, b),
+                                             lambda x, b=val, w=where: summed(x, b, w), hp.param_lr,
+                                             method.estimator.fd_radius)
+            else:
+                (grad,) = torch.autograd.grad(summed(a, val, where), [a])
             a_opt.zero_grad(set_to_none=True)
             alpha.grad = torch.where(failures.active.view(-1, 1, 1), grad, torch.zeros_like(grad))
             a_opt.step()
