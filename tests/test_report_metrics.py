@@ -202,3 +202,14 @@ def test_a_mixed_study_keeps_its_metrics_apart(mixed_report):
         "blur": ["psnr"],
         "cifar10": ["accuracy"],
     }
+
+
+def test_random_search_steps_use_darts_as_the_reference_on_the_cell_space(accuracy_report):
+    """[001] §5.2 counts random draws to beat the DAS median; on the cell space DARTS is that row."""
+    written, _ = accuracy_report
+    steps = pd.read_csv(written["random_search_steps.csv"], keep_default_na=False)
+    assert set(steps["reference"]) >= {"darts/H1"}
+    row = steps[steps["reference"] == "darts/H1"].iloc[0]
+    assert row["metric"] == "accuracy" and float(row["target"]) > 0
+    md, _ = texts(written)
+    assert "Random search steps to beat the DAS / DARTS median" in md

@@ -61,8 +61,16 @@ def load_study(study_folder: str | os.PathLike) -> tuple[TrialStore, pd.DataFram
     return store, with_identity(df)
 
 
+# The search method whose median random draws must beat ([001] §5.2): DAS on the 1D spaces, its
+# counterpart DARTS on the cell space.
+STEPS_REFERENCES = ("das", "darts")
+
+
 def _steps(df: pd.DataFrame, seed: int) -> pd.DataFrame:
-    steps = random_search_steps(df, STEPS_BY, seed=seed)
+    parts = [random_search_steps(df, STEPS_BY, reference_method=m, seed=seed) for m in STEPS_REFERENCES
+             if (df["method"] == m).any()]
+    steps = pd.concat([p for p in parts if not p.empty], ignore_index=True) if any(
+        not p.empty for p in parts) else pd.DataFrame()
     if steps.empty:
         return steps
     keys = [

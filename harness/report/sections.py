@@ -217,9 +217,10 @@ def _comparison_rows(shown: pd.DataFrame) -> pd.DataFrame:
 
 
 def steps_section(doc: Doc, steps: pd.DataFrame) -> None:
-    doc.heading("Random search steps to beat the DAS median (§5.2)")
+    doc.heading("Random search steps to beat the DAS / DARTS median (§5.2)")
     if steps.empty:
-        doc.text("Needs 'random' trials and 'das' trials in the same data set, space, op set, epochs and variant.")
+        doc.text("Needs 'random' trials and 'das' (or, on the cell space, 'darts') trials in the same data set, "
+                 "space, op set, epochs and variant.")
         return
     doc.text(
         "The random pool of a row is the random trials with the same epochs and variant; failed ones count as "
@@ -228,7 +229,8 @@ def steps_section(doc: Doc, steps: pd.DataFrame) -> None:
     parts = metric_parts(steps)
     for metric, part in parts:
         higher = "higher" if find_metric(metric).direction == "max" else "lower"
-        text = f"Target: the DAS median {metric_label(metric)}; a random trial beats it by scoring {higher}."
+        text = (f"Target: the median {metric_label(metric)} of the reference row (DAS; DARTS on the cell space); "
+                f"a random trial beats it by scoring {higher}.")
         _part_intro(doc, metric, len(parts) > 1, text)
         doc.table(_steps_rows(part))
         if metric == PAPER_METRIC:
