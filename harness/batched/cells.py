@@ -29,8 +29,8 @@ from harness.methods.search import ALPHA_INIT_SCALE, INHERITED_PREFIX, alpha_opt
 from harness.methods.training import make_weight_optimizer, recipe_lr, set_lr
 from harness.tasks.base import Batch
 
-# Memory format of the K-trial networks. NCHW (the default) gives every trial bit for bit the loop
-# engine's result, whatever its batch mates (tested). Channels-last makes a K = 10 search step 2x
+# Memory format of the K-trial networks. NCHW (the default) gives every trial the same result bit
+# for bit, whatever its batch mates (tested; K = 1 runs with a shadow copy, runner/trial.py). Channels-last makes a K = 10 search step 2x
 # faster on a CPU (benchmarks/cell_throughput.py: 3.4x vs the loop at 16 px, C = 4, against 1.7x),
 # but its kernels sum in another order: a trial then depends on its batch size at ~1e-8, and Adam's
 # normalized alpha steps amplify that to ~1e-3 in alpha within 2 epochs, enough to flip close edges
@@ -140,8 +140,8 @@ def second_order_gradient(params: list[torch.Tensor], k: int, alpha: torch.Tenso
         _assign(params, unrolled)
         a = alpha.detach().requires_grad_(True)
         d_alpha, *v = _grads(val_loss(a), [a, *params])
-        # ||v_t|| exactly as the loop sums it (per parameter, then over parameters, in float32),
-        # so a trial's radius, and with it its hypergradient, is bit for bit the loop's.
+        # ||v_t|| summed as the loop sums it (per parameter, then over parameters, in float32); the
+        # hypergradient is chaotic in float noise, so only the same order keeps trials comparable.
         eps = [fd_radius / (math.sqrt(float(sum((x[t] * x[t]).sum() for x in (_trial_rows(y, k) for y in v))))
                             + 1e-12) for t in range(k)]
         terms = []
