@@ -107,6 +107,7 @@ def test_paper_captions():
     assert same == "Ours: 50 epochs; in parentheses [001] Table 1, at 50 epochs, same budget and hp set (no overrides)."
     assert "our search ran 5 epochs, not 50" in paper_caption({"epochs": 5, "variant": "-"}, 3)
     assert slice_title({"epochs": 50, "variant": "-"}, ["H2", "H1", "H1"]) == "50 epochs, hp sets H1, H2"
+    assert slice_title({"epochs": 10, "variant": "method.k=2"}, []) == "10 epochs, overrides method.k=2"
 
 
 SHARED = {"problem": {"samples_per_evaluation": 256}, "space": {"channels": 4}}

@@ -30,11 +30,12 @@ from harness.methods.training import make_weight_optimizer, recipe_lr, set_lr
 from harness.tasks.base import Batch
 
 # Memory format of the K-trial networks. NCHW (the default) gives every trial the same result bit
-# for bit, whatever its batch mates (tested; K = 1 runs with a shadow copy, runner/trial.py). Channels-last makes a K = 10 search step 2x
-# faster on a CPU (benchmarks/cell_throughput.py: 3.4x vs the loop at 16 px, C = 4, against 1.7x),
-# but its kernels sum in another order: a trial then depends on its batch size at ~1e-8, and Adam's
-# normalized alpha steps amplify that to ~1e-3 in alpha within 2 epochs, enough to flip close edges
-# of a genotype. Reproducibility first: opt in only for throughput studies (docs/open_choices.md).
+# for bit, whatever its batch mates (tested; K = 1 runs with a shadow copy, runner/trial.py).
+# Channels-last makes a K = 10 search step 2x faster on a CPU (benchmarks/cell_throughput.py: 3.4x
+# vs the loop at 16 px, C = 4, against 1.7x), but its kernels sum in another order: a trial then
+# depends on its batch size at ~1e-8, and Adam's normalized alpha steps amplify that to ~1e-3 in
+# alpha within 2 epochs, enough to flip close edges of a genotype. Reproducibility first: opt in
+# only for throughput studies (docs/open_choices.md).
 CHANNELS_LAST = False
 PROBE_SEED_OFFSET = 2  # the loop's SupernetProbe: its batches come from seed("eval") + 2
 HESSIAN_SEED = 12345  # the loop's power-iteration start: 12345 + the last epoch

@@ -126,7 +126,9 @@ def paper_slices(summary: pd.DataFrame) -> list[tuple[dict, pd.DataFrame]]:
 def slice_title(labels: dict, hp_sets: Iterable[str]) -> str:
     """``'50 epochs, H1'`` (``'hp sets H1, H2'`` for several), then the overrides if any."""
     hp = ordered("hp_set", hp_sets)
-    text = f"{epochs_text(labels['epochs'])}, {hp[0] if len(hp) == 1 else 'hp sets ' + ', '.join(map(str, hp))}"
+    text = epochs_text(labels["epochs"])
+    if hp:  # a slice of baselines only has no search hp set to name
+        text += f", {hp[0] if len(hp) == 1 else 'hp sets ' + ', '.join(map(str, hp))}"
     variant = labels.get("variant", "-")
     return f"{text}, overrides {variant}" if has_variant(variant) else text
 
