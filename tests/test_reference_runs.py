@@ -21,10 +21,11 @@ REFERENCE_RUNS = {
     "blur-loop-5trials": ("studies/blur.yaml", {"trials": 5}),
     "methods_blur_quick": ("studies/methods_blur_quick.yaml", {}),
     "tuned_vs_paper_blur": ("results/tuned_vs_paper_blur/study.yaml", {}),
+    "cifar_proxy": ("studies/cifar_proxy.yaml", {}),
 }
 # Reference runs committed part-way (resumed across sessions): every stored trial is one the study
 # file still produces, so the same command continues them.
-IN_PROGRESS = {"cifar_proxy": "studies/cifar_proxy.yaml"}
+IN_PROGRESS: dict[str, str] = {}  # none now (cifar_proxy was, across sessions 2026-11-29/30)
 
 
 @pytest.mark.parametrize("folder", sorted(REFERENCE_RUNS))
