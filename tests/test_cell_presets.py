@@ -14,7 +14,7 @@ from functools import cache
 import pytest
 import torch
 
-from harness.methods import search as search_module
+from harness.methods import supernet as net_module
 from harness.methods.__main__ import main as list_methods
 from harness.methods.perturbations import ParameterFreeDropout
 from harness.methods.presets import CELL_PRESETS
@@ -162,10 +162,10 @@ def test_darts_plus_counts_skip_connections_in_the_normal_cell():
 
 
 def test_darts_pt_selects_ops_then_edges_by_perturbation(monkeypatch):
-    monkeypatch.setattr(search_module, "PROBE_BATCHES", 1)
+    monkeypatch.setattr(net_module, "PROBE_BATCHES", 1)
     calls = []
-    score = search_module.SupernetProbe.score
-    monkeypatch.setattr(search_module.SupernetProbe, "score", lambda self, w: calls.append(w.clone()) or score(self, w))
+    score = net_module.SupernetProbe.score
+    monkeypatch.setattr(net_module.SupernetProbe, "score", lambda self, w: calls.append(w.clone()) or score(self, w))
     _, _, outcome = searched("darts-pt", options={"finetune_steps": 0})
     assert len(calls) == 28 * 7 + 28  # 7 non-'none' ops on every edge, then every edge of every node
     assert all(op != "none" for _, op in kept_ops(outcome.genotype))

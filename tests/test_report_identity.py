@@ -131,7 +131,10 @@ def test_settings_every_trial_shares_are_printed_once_and_rows_stay_apart(tmp_pa
     store = TrialStore(tmp_path / "study")
     for r in records:
         store.append_record(r)
-    md = write_report(tmp_path / "study", n_boot=20, alpha_trials=0)["summary.md"].read_text()
+    written = write_report(tmp_path / "study", n_boot=20, alpha_trials=0)
+    md = written["summary.md"].read_text()
+    csv_variants = set(pd.read_csv(written["summary.csv"], keep_default_na=False)["variant"])
+    assert csv_variants == {shared, f"alpha_lr=0.0, {shared}"}  # data files keep the full text
     table_rows = [line for line in md.splitlines() if line.startswith("|") or line.startswith("#")]
     assert not any("samples_per_evaluation" in line for line in table_rows)  # no label or heading repeats it
     assert f"Settings of every trial in this study (left out of the rows' variants): {shared}." in md

@@ -92,14 +92,22 @@ def write_report(
 
     Returns the written files keyed by their path relative to the study folder.
     """
-    store, df = load_study(study_folder)
-    df, shared = factor_shared_settings(df)
+    store, full = load_study(study_folder)
+    df, shared = factor_shared_settings(full)
+    # The CSVs keep each row's full override text (data files may be merged across studies).
+    full_variant = dict(zip(df["variant"], full["variant"]))
+
+    def csv_text(table: pd.DataFrame) -> str:
+        if "variant" in table.columns:
+            table = table.assign(variant=[full_variant.get(v, v) for v in table["variant"]])
+        return table.to_csv(index=False)
+
     folder = store.folder
     written: dict[str, Path] = {"trials.csv": store.write_csv()}
     notes: list[str] = [store.damage_note()] if store.damaged else []
 
     summary = sort_groups(summary_table(df, ROW_IDENTITY, n_boot=n_boot, seed=seed), list(ROW_IDENTITY))
-    written["summary.csv"] = write_text_atomic(folder / "summary.csv", summary.to_csv(index=False))
+    written["summary.csv"] = write_text_atomic(folder / "summary.csv", csv_text(summary))
 
     runtime = describe_scores(df, ROW_IDENTITY[1:], oneshot=None, n_boot=0)
     leveled, level_keys = add_levels(df)
@@ -123,7 +131,7 @@ def write_report(
     }
     for name, table in extra.items():
         if not table.empty:
-            written[name] = write_text_atomic(folder / name, table.to_csv(index=False))
+            written[name] = write_text_atomic(folder / name, csv_text(table))
 
     fig_dir = folder / FIGURES_DIR
     _remove_stale_figures(fig_dir)

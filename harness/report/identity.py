@@ -118,8 +118,9 @@ def factor_shared_settings(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
     Why: a study that sets twenty options for all its rows (an image proxy) would print them in
     every label and table cell. Returns the trials with the shortened variants and the shared
-    settings' text ('-' for none), which the report prints once. Rows stay apart: two rows that
-    differed still differ in a setting that not every trial shares."""
+    settings' text ('-' for none), which the report prints once (its CSV files keep the full
+    text). Rows stay apart: two rows that differed still differ in a setting that not every trial
+    shares."""
     if df.empty or not {"overrides", "options"} & set(df.columns):
         return df, NO_VARIANT
     records = df.to_dict("records")
