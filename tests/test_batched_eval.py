@@ -56,6 +56,17 @@ def data(k: int, n: int = 4, px: int = 8, seed: int = 0):
     return torch.randn(k, n, 3, px, px, generator=gen), torch.randint(0, 10, (k, n), generator=gen)
 
 
+def assert_trial_grads(batched, grads: dict, t: int, net, atol: float) -> None:
+    """Trial t's rows of the batched gradients (``grads``: name -> grad) equal ``net``'s own."""
+    for name, (key, rows, r) in batched._key_map(t).items():
+        p = dict(net.named_parameters()).get(name)
+        if p is None:
+            continue
+        assert (grads[key] is None) == (p.grad is None), name  # None: a cell input no edge reads
+        if p.grad is not None:
+            torch.testing.assert_close(trial_view(grads[key], rows)[r], p.grad, rtol=1e-4, atol=atol, msg=name)
+
+
 @pytest.mark.parametrize("auxiliary", [True, False])
 def test_each_trial_equals_its_eval_network_in_train_and_eval_mode(auxiliary):
     k = 3
@@ -76,13 +87,7 @@ def test_each_trial_equals_its_eval_network_in_train_and_eval_mode(auxiliary):
         mine = batched.state_dict_of(t)  # parameters and BatchNorm running statistics
         for name, v in net.state_dict().items():
             torch.testing.assert_close(mine[name], v, **TOL, msg=name)
-        for name, (key, rows, r) in batched._key_map(t).items():
-            p = dict(net.named_parameters()).get(name)
-            if p is None:
-                continue
-            assert (grads[key] is None) == (p.grad is None), name  # None: a cell input no edge reads
-            if p.grad is not None:
-                torch.testing.assert_close(trial_view(grads[key], rows)[r], p.grad, rtol=1e-4, atol=1e-5, msg=name)
+        assert_trial_grads(batched, grads, t, net, atol=1e-5)
     batched.eval()
     logits, aux = batched(merge_trials(xs))
     assert aux is None
@@ -138,13 +143,7 @@ def test_per_trial_clip_equals_clip_grad_norm_of_each_network():
         torch.testing.assert_close(norms[t], norm, rtol=1e-5, atol=0)
         assert norm > 0.5  # clipping did act
         grads = {name: p.grad for name, p in batched.named_parameters()}
-        for name, (key, rows, r) in batched._key_map(t).items():
-            p = dict(net.named_parameters()).get(name)
-            if p is None:
-                continue
-            assert (grads[key] is None) == (p.grad is None), name  # None: a cell input no edge reads
-            if p.grad is not None:
-                torch.testing.assert_close(trial_view(grads[key], rows)[r], p.grad, rtol=1e-4, atol=1e-6, msg=name)
+        assert_trial_grads(batched, grads, t, net, atol=1e-6)
 
 
 def train(net, xs, ys, steps: int, k: int, seeds, loop: bool = False):

@@ -22,11 +22,12 @@ import torch
 from harness.methods.base import SearchOutcome
 from harness.methods.checkpoint import generator_states, restore_generators, to_cpu
 from harness.methods.context import MethodContext, Streams
-from harness.methods.estimators import SecondOrder
+from harness.methods.estimators import SecondOrder, _grads, set_weights
 from harness.methods.hessian import dominant_eigenvalue
 from harness.methods.schedules import alpha_lr_factor
 from harness.methods.search import ALPHA_INIT_SCALE, INHERITED_PREFIX, alpha_optimizer
 from harness.methods.training import make_weight_optimizer, recipe_lr, set_lr
+from harness.spaces.darts_cell.networks import trial_view
 from harness.tasks.base import Batch
 
 # Memory format of the K-trial networks. NCHW (the default) gives every trial the same result bit
@@ -85,7 +86,7 @@ def clip_per_trial(params: list[torch.Tensor], k: int, max_norm: float) -> None:
     squares = torch.stack([g.reshape(k, -1).pow(2).sum(1) for g in grads]).sum(0)
     coef = (max_norm / (squares.sqrt() + 1e-6)).clamp(max=1.0)
     for g in grads:
-        g.mul_(coef.view(k, *([1] * (g.dim() - 1))).repeat_interleave(g.shape[0] // k, dim=0))
+        g.mul_(_per_trial(coef, g, k))
 
 
 def _memory_format() -> torch.memory_format:
@@ -113,22 +114,6 @@ def _per_trial(values: torch.Tensor, like: torch.Tensor, k: int) -> torch.Tensor
     return values.view(k, *([1] * (like.dim() - 1))).repeat_interleave(like.shape[0] // k, dim=0)
 
 
-def _trial_rows(x: torch.Tensor, k: int) -> torch.Tensor:
-    """A trial-major tensor as (K, rows of one trial, ...): ``[t]`` is trial t's own tensor."""
-    return x.view(k, x.shape[0] // k, *x.shape[1:])
-
-
-def _grads(output: torch.Tensor, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-    found = torch.autograd.grad(output, inputs, allow_unused=True)
-    return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, found)]
-
-
-def _assign(params: list[torch.Tensor], values: list[torch.Tensor]) -> None:
-    with torch.no_grad():
-        for p, value in zip(params, values):
-            p.copy_(value)
-
-
 def second_order_gradient(params: list[torch.Tensor], k: int, alpha: torch.Tensor, train_loss, val_loss,
                           xi: float, fd_radius: float) -> torch.Tensor:
     """DARTS second order for K trials at once: the loop's ``estimators._Unroll`` (virtual step
@@ -138,21 +123,21 @@ def second_order_gradient(params: list[torch.Tensor], k: int, alpha: torch.Tenso
     backup = [p.detach().clone() for p in params]
     unrolled = [b - xi * g for b, g in zip(backup, _grads(train_loss(alpha.detach()), params))]
     try:
-        _assign(params, unrolled)
+        set_weights(params, unrolled)
         a = alpha.detach().requires_grad_(True)
         d_alpha, *v = _grads(val_loss(a), [a, *params])
         # ||v_t|| summed as the loop sums it (per parameter, then over parameters, in float32); the
         # hypergradient is chaotic in float noise, so only the same order keeps trials comparable.
-        eps = [fd_radius / (math.sqrt(float(sum((x[t] * x[t]).sum() for x in (_trial_rows(y, k) for y in v))))
+        eps = [fd_radius / (math.sqrt(float(sum((x[t] * x[t]).sum() for x in (trial_view(y, k) for y in v))))
                             + 1e-12) for t in range(k)]
         terms = []
         for sign in (1.0, -1.0):
             scale = torch.tensor([sign * e for e in eps], dtype=v[0].dtype, device=v[0].device)
-            _assign(params, [b + _per_trial(scale, x, k) * x for b, x in zip(backup, v)])
+            set_weights(params, [b + _per_trial(scale, x, k) * x for b, x in zip(backup, v)])
             a = alpha.detach().requires_grad_(True)
             terms.append(_grads(train_loss(a), [a])[0])
     finally:
-        _assign(params, backup)
+        set_weights(params, backup)
     return torch.stack([d_alpha[t] - xi * ((terms[0][t] - terms[1][t]) / (2 * eps[t])) for t in range(k)])
 
 

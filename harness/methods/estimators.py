@@ -65,6 +65,13 @@ def _grads(outputs: torch.Tensor, inputs: Sequence[torch.Tensor], **kwargs) -> l
     return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
 
 
+def set_weights(weights: Sequence[torch.Tensor], values: Sequence[torch.Tensor]) -> None:
+    """Copy ``values`` into ``weights`` in place, outside autograd (virtual and perturbed steps)."""
+    with torch.no_grad():
+        for w, value in zip(weights, values):
+            w.copy_(value)
+
+
 def _dot(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor]) -> torch.Tensor:
     return sum((x * y).sum() for x, y in zip(xs, ys))
 
@@ -94,9 +101,7 @@ class _Unroll:
         self._set(self.unrolled)
 
     def _set(self, values) -> None:
-        with torch.no_grad():
-            for w, value in zip(self.weights, values):
-                w.copy_(value)
+        set_weights(self.weights, values)
 
     def hypergradient(self, loss: LossFn) -> torch.Tensor:
         self._set(self.unrolled)

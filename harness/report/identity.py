@@ -10,13 +10,14 @@ row's name: every table and figure shows one metric and says which.
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
 from harness.report.tables import BASELINE_METHODS, epochs_text, has_variant, label, order_key
-from harness.runner.spec import variant_label
+from harness.runner.spec import items_label, setting_items
 from harness.stats import GROUP_COLUMNS
 from harness.stats._common import METRIC, metric_labels
 
@@ -94,23 +95,10 @@ def add_levels(df: pd.DataFrame, column: str = "level") -> tuple[pd.DataFrame, d
     return out, keys
 
 
-def _setting_items(record: Mapping) -> dict[str, str]:
-    """A record's overrides and options as ``{"param_lr": "0.1", "problem.cutout": "8"}`` (values as JSON)."""
-    import json
-
-    overrides, options = _settings_where(record, lambda k: True)
-    items = {k: json.dumps(v, sort_keys=True) for k, v in overrides.items()}
-    for group, values in options.items():
-        items.update({f"{group}.{k}": json.dumps(v, sort_keys=True) for k, v in values.items()})
-    return items
-
-
-def _settings_where(record: Mapping, keep) -> tuple[dict, dict]:
-    """The record's (overrides, options) restricted to the setting names ``keep`` accepts."""
+def _record_items(record: Mapping) -> list[tuple[str, object]]:
+    """``setting_items`` of a stored record (a missing or NaN field reads as none)."""
     overrides, options = (record.get(k) if isinstance(record.get(k), dict) else {} for k in ("overrides", "options"))
-    kept = {k: v for k, v in overrides.items() if keep(k)}
-    return kept, {group: {k: v for k, v in (values or {}).items() if keep(f"{group}.{k}")}
-                  for group, values in options.items()}
+    return setting_items(overrides, options)
 
 
 def factor_shared_settings(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -123,11 +111,11 @@ def factor_shared_settings(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     shares."""
     if df.empty or not {"overrides", "options"} & set(df.columns):
         return df, NO_VARIANT
-    records = df.to_dict("records")
-    per_trial = [_setting_items(r) for r in records]
-    shared = {k for k, v in per_trial[0].items() if all(items.get(k) == v for items in per_trial[1:])}
+    per_trial = [_record_items(r) for r in df.to_dict("records")]
+    texts = [{k: json.dumps(v, sort_keys=True) for k, v in items} for items in per_trial]
+    shared = {k for k, v in texts[0].items() if all(t.get(k) == v for t in texts[1:])}
     if not shared:
         return df, NO_VARIANT
     out = df.copy()
-    out["variant"] = [variant_label(*_settings_where(r, lambda k: k not in shared)) for r in records]
-    return out, variant_label(*_settings_where(records[0], lambda k: k in shared))
+    out["variant"] = [items_label([(k, v) for k, v in items if k not in shared]) for items in per_trial]
+    return out, items_label([(k, v) for k, v in per_trial[0] if k in shared])

@@ -132,15 +132,29 @@ ROW_FIELDS = tuple(f.name for f in fields(RowSpec))
 NO_VARIANT = "-"
 
 
-def variant_label(hp_overrides: dict, options: dict) -> str:
-    """Exact, readable text of a row's overrides and options: ``param_lr=0.1, problem.noise_std=0.2``
-    (``-`` for none). Values print as JSON, so 0.1 and 0.10000001 never share a label."""
+def setting_items(hp_overrides: dict, options: dict) -> list[tuple[str, object]]:
+    """A row's overrides and options as ``[("param_lr", 0.1), ("problem.noise_std", 0.2)]``, in
+    label order: overrides, then option groups, each sorted by name."""
     items = [(k, v) for k, v in sorted(hp_overrides.items())]
     for group, values in sorted(options.items()):
         items.extend((f"{group}.{k}", v) for k, v in sorted((values or {}).items()))
-    if not items:
-        return NO_VARIANT
-    return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, sort_keys=True)}" for k, v in items)
+    return items
+
+
+def setting_text(value) -> str:
+    """A setting's value as a label prints it (JSON, strings bare)."""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def items_label(items: list[tuple[str, object]]) -> str:
+    """``k=v, ...`` of ``setting_items`` (or a part of them); ``-`` for none."""
+    return ", ".join(f"{k}={setting_text(v)}" for k, v in items) if items else NO_VARIANT
+
+
+def variant_label(hp_overrides: dict, options: dict) -> str:
+    """Exact, readable text of a row's overrides and options: ``param_lr=0.1, problem.noise_std=0.2``
+    (``-`` for none). Values print as JSON, so 0.1 and 0.10000001 never share a label."""
+    return items_label(setting_items(hp_overrides, options))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -53,10 +53,15 @@ class Evaluation:
 
     @property
     def score(self) -> float | None:
-        """The score in the metric's units (recorded by the objective; else ``-loss``)."""
-        if self.status != STATUS_OK:
-            return None
-        return float(self.info["score"]) if self.info.get("score") is not None else -self.loss
+        return reported_score(self.loss, self.status == STATUS_OK, self.info)
+
+
+def reported_score(loss: float | None, ok: bool, info: dict) -> float | None:
+    """An evaluation's score in the metric's units: what the objective recorded in ``info``
+    (``-loss`` for evaluations that did not record one); None unless it succeeded."""
+    if not ok:
+        return None
+    return float(info["score"]) if info.get("score") is not None else -loss
 
 
 class Objective(Protocol):

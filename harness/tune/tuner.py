@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from harness.tune.objective import Objective, budget_to_epochs  # noqa: F401  (re-exported)
+from harness.tune.objective import Objective, budget_to_epochs, reported_score  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -74,11 +74,7 @@ class RunRecord:
 
     @property
     def score(self) -> float | None:
-        """The objective's score of a successful evaluation, in the metric's own units (the
-        objective records it; ``-loss`` for evaluations that did not)."""
-        if not self.ok:
-            return None
-        return float(self.info["score"]) if self.info.get("score") is not None else -self.loss
+        return reported_score(self.loss, self.ok, self.info)
 
 
 @dataclass
