@@ -27,7 +27,7 @@ from harness.methods.hessian import dominant_eigenvalue
 from harness.methods.schedules import alpha_lr_factor
 from harness.methods.search import ALPHA_INIT_SCALE, INHERITED_PREFIX, alpha_optimizer
 from harness.methods.training import make_weight_optimizer, recipe_lr, set_lr
-from harness.spaces.darts_cell.networks import trial_view
+from harness.spaces.trial_axis import clip_per_trial, per_trial, trial_view
 from harness.tasks.base import Batch
 
 # Memory format of the K-trial networks. NCHW (the default) gives every trial the same result bit
@@ -76,19 +76,6 @@ class TrialFailures:
         return torch.where(self.active, losses, torch.zeros_like(losses)).sum()
 
 
-def clip_per_trial(params: list[torch.Tensor], k: int, max_norm: float) -> None:
-    """``torch.nn.utils.clip_grad_norm_`` for each trial's own slices of trial-major parameters."""
-    if max_norm <= 0:
-        return
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    squares = torch.stack([g.reshape(k, -1).pow(2).sum(1) for g in grads]).sum(0)
-    coef = (max_norm / (squares.sqrt() + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(_per_trial(coef, g, k))
-
-
 def _memory_format() -> torch.memory_format:
     return torch.channels_last if CHANNELS_LAST else torch.contiguous_format
 
@@ -107,11 +94,6 @@ def trial_losses(task, output, batch: Batch) -> torch.Tensor:
         task.loss(logits[k] if aux is None else (logits[k], aux[k]), Batch(None, batch.targets[k]))
         for k in range(logits.shape[0])
     ])
-
-
-def _per_trial(values: torch.Tensor, like: torch.Tensor, k: int) -> torch.Tensor:
-    """(K,) values broadcast to a trial-major parameter (trial t owns rows t*n/K .. (t+1)*n/K - 1)."""
-    return values.view(k, *([1] * (like.dim() - 1))).repeat_interleave(like.shape[0] // k, dim=0)
 
 
 def second_order_gradient(params: list[torch.Tensor], k: int, alpha: torch.Tensor, train_loss, val_loss,
@@ -133,7 +115,7 @@ def second_order_gradient(params: list[torch.Tensor], k: int, alpha: torch.Tenso
         terms = []
         for sign in (1.0, -1.0):
             scale = torch.tensor([sign * e for e in eps], dtype=v[0].dtype, device=v[0].device)
-            set_weights(params, [b + _per_trial(scale, x, k) * x for b, x in zip(backup, v)])
+            set_weights(params, [b + per_trial(scale, x, k) * x for b, x in zip(backup, v)])
             a = alpha.detach().requires_grad_(True)
             terms.append(_grads(train_loss(a), [a])[0])
     finally:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from harness.spaces.ops import MixedOp, OpConfig, OpContext
+from harness.spaces.stacking import TrialStacking, owned_ops
 
 
 def edges(n_states: int) -> list[tuple[int, int]]:
@@ -23,15 +24,19 @@ def edges(n_states: int) -> list[tuple[int, int]]:
 
 class Cell(nn.Module):
     def __init__(
-        self, edge_candidates: list[tuple[str, ...]], n_states: int, cfg: OpConfig, first_position: int = 0
+        self, edge_candidates: list[tuple[str, ...]], n_states: int, cfg: OpConfig, first_position: int = 0,
+        trials: int = 1, owners: list | None = None,
     ) -> None:
         super().__init__()
         self.n_states = n_states
         self.edge_list = edges(n_states)
+        owners = owners or [None] * len(edge_candidates)
         self.edge_ops = nn.ModuleList(
-            MixedOp(c, cfg, position=first_position + k) for k, c in enumerate(edge_candidates)
+            MixedOp(c, cfg, position=first_position + k, trials=trials, owners=o)
+            for k, (c, o) in enumerate(zip(edge_candidates, owners))
         )
-        self.merge = nn.Conv1d(2, 1, cfg.kernel_size, padding=cfg.kernel_size // 2)
+        # Per trial: its last two states (2 channels) -> 1 channel; K trials are K groups.
+        self.merge = nn.Conv1d(2 * trials, trials, cfg.kernel_size, padding=cfg.kernel_size // 2, groups=trials)
 
     def forward(self, s0, ctx: OpContext, weights: torch.Tensor | None = None):
         states = [s0]
@@ -43,31 +48,36 @@ class Cell(nn.Module):
                 if op.names == ("zero",):
                     k += 1  # a discrete zero edge contributes nothing
                     continue
-                term = op(states[j], ctx, None if weights is None else weights[k])
+                term = op(states[j], ctx, None if weights is None else weights[..., k, :])
                 acc = term if acc is None else acc + term
                 k += 1
             states.append(torch.zeros_like(s0) if acc is None else acc)
-        return self.merge(torch.cat(states[-2:], dim=1))
+        b, trials, n = s0.shape  # interleave per trial: [s_-2, s_-1] of trial 0, of trial 1, ...
+        return self.merge(torch.stack(states[-2:], dim=2).reshape(b, 2 * trials, n))
 
 
 class NonSequentialNetwork(nn.Module):
-    def __init__(self, cell_candidates: list[list[tuple[str, ...]]], n_states: int, cfg: OpConfig) -> None:
+    def __init__(self, cell_candidates: list[list[tuple[str, ...]]], n_states: int, cfg: OpConfig,
+                 trials: int = 1, owners: list[list] | None = None) -> None:
         super().__init__()
+        self.trials = trials
+        owners = owners or [None] * len(cell_candidates)
         self.cells = nn.ModuleList(
-            Cell(c, n_states, cfg, first_position=i * len(c)) for i, c in enumerate(cell_candidates)
+            Cell(c, n_states, cfg, first_position=i * len(c), trials=trials, owners=o)
+            for i, (c, o) in enumerate(zip(cell_candidates, owners))
         )
 
-    def forward(self, u0, ctx: OpContext, weights: list[torch.Tensor] | None = None):
-        """``weights`` is a list of per-position mixing weights, positions ordered cell by cell."""
+    def forward(self, u0, ctx: OpContext, weights: torch.Tensor | None = None):
+        """``weights``: mixing weights (positions, ops) or (trials, positions, ops), positions cell by cell."""
         u = u0
         n_edges = len(self.cells[0].edge_list)
         for c, cell in enumerate(self.cells):
-            cell_weights = None if weights is None else weights[c * n_edges : (c + 1) * n_edges]
+            cell_weights = None if weights is None else weights[..., c * n_edges : (c + 1) * n_edges, :]
             u = cell(u, ctx, cell_weights)
         return u0 + u
 
 
-class NonSequentialSpace:
+class NonSequentialSpace(TrialStacking):
     name = "nonsequential"
     # "zero-edges": one op per edge, 'zero' drops an edge (so top-k-edges pruning applies).
     capabilities = frozenset({"signal-1d", "zero-edges"})
@@ -84,9 +94,18 @@ class NonSequentialSpace:
     def positions(self) -> list[str]:
         return [f"cell {c} edge {j}->{i}" for c in range(self.n_cells) for j, i in self.edge_list]
 
-    def supernet(self, ops: tuple[str, ...], cfg: OpConfig) -> NonSequentialNetwork:
+    def supernet(self, ops: tuple[str, ...], cfg: OpConfig, trials: int = 1) -> NonSequentialNetwork:
         cells = [[tuple(ops)] * len(self.edge_list) for _ in range(self.n_cells)]
-        return NonSequentialNetwork(cells, self.n_states, cfg)
+        return NonSequentialNetwork(cells, self.n_states, cfg, trials)
+
+    def trial_network(self, genotypes: list[list[list[str]]], cfg: OpConfig) -> NonSequentialNetwork:
+        """The empty K-trial network of ``genotypes`` (one per trial; see ``TrialStacking``)."""
+        flat = [self.flatten(g) for g in genotypes]
+        pairs = [owned_ops([f[p] for f in flat]) for p in range(self.n_positions)]
+        n = len(self.edge_list)
+        cells = [[pairs[c * n + e][0] for e in range(n)] for c in range(self.n_cells)]
+        owners = [[pairs[c * n + e][1] for e in range(n)] for c in range(self.n_cells)]
+        return NonSequentialNetwork(cells, self.n_states, cfg, len(genotypes), owners)
 
     def network(self, genotype: list[list[str]], cfg: OpConfig) -> NonSequentialNetwork:
         self.validate(genotype)

@@ -13,6 +13,12 @@ to its unavailable supplement are fixed here and documented in docs/open_choices
 * ``noise``: a plain gradient step with fixed tau plus white Gaussian noise of std
   ``noise_op_std``, drawn from the trial's own generator (also at evaluation).
 * ``zero``: the zero signal (non-sequential space only).
+
+Trial axis (``harness/spaces/trial_axis.py``): every op can hold K trials. Signals are then
+(B, K, N), one channel per trial; the CNN is grouped (K groups), ``lgd``'s tau has one entry per
+trial, the noise op draws each trial's noise from that trial's own generator, and the roll
+leaves the trial channel alone (at K = 1 rolling that size-1 axis is the identity, so the
+literal reading is unchanged). A K = 1 op is the single-trial op bit for bit.
 """
 
 from __future__ import annotations
@@ -44,14 +50,14 @@ class OpConfig:
 
 
 class TwoLayerCNN(nn.Module):
-    """n(u, theta): conv - BN - ReLU - conv."""
+    """n(u, theta): conv - BN - ReLU - conv, for ``trials`` trials (grouped convs, per-trial BN channels)."""
 
-    def __init__(self, cfg: OpConfig) -> None:
+    def __init__(self, cfg: OpConfig, trials: int = 1) -> None:
         super().__init__()
-        pad = cfg.kernel_size // 2
-        self.conv1 = nn.Conv1d(1, cfg.channels, cfg.kernel_size, padding=pad)
-        self.bn = nn.BatchNorm1d(cfg.channels)
-        self.conv2 = nn.Conv1d(cfg.channels, 1, cfg.kernel_size, padding=pad)
+        pad, k, c = cfg.kernel_size // 2, trials, cfg.channels
+        self.conv1 = nn.Conv1d(k, k * c, cfg.kernel_size, padding=pad, groups=k)
+        self.bn = nn.BatchNorm1d(k * c)
+        self.conv2 = nn.Conv1d(k * c, k, cfg.kernel_size, padding=pad, groups=k)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         return self.conv2(torch.relu(self.bn(self.conv1(u))))
@@ -61,6 +67,10 @@ class Op(nn.Module):
     name = ""
     parameter_free = True
 
+    def __init__(self, cfg: OpConfig, trials: int = 1) -> None:
+        super().__init__()
+        self.trials = trials
+
     def forward(self, u: torch.Tensor, ctx: OpContext) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
@@ -69,22 +79,25 @@ class LearnableGradientDescent(Op):
     name = "lgd"
     parameter_free = False
 
-    def __init__(self, cfg: OpConfig) -> None:
-        super().__init__()
-        self.tau = nn.Parameter(torch.tensor(float(cfg.tau_init)))
-        self.net = TwoLayerCNN(cfg)
+    def __init__(self, cfg: OpConfig, trials: int = 1) -> None:
+        super().__init__(cfg, trials)
+        # A 0-d step size at K = 1 (the single-trial op), one per trial otherwise.
+        tau = torch.tensor(float(cfg.tau_init))
+        self.tau = nn.Parameter(tau if trials == 1 else tau.repeat(trials))
+        self.net = TwoLayerCNN(cfg, trials)
 
     def forward(self, u, ctx):
-        return u - self.tau * (ctx.data_gradient(u) + self.net(u))
+        tau = self.tau if self.tau.dim() == 0 else self.tau.view(1, -1, 1)
+        return u - tau * (ctx.data_gradient(u) + self.net(u))
 
 
 class Net(Op):
     name = "net"
     parameter_free = False
 
-    def __init__(self, cfg: OpConfig) -> None:
-        super().__init__()
-        self.net = TwoLayerCNN(cfg)
+    def __init__(self, cfg: OpConfig, trials: int = 1) -> None:
+        super().__init__(cfg, trials)
+        self.net = TwoLayerCNN(cfg, trials)
 
     def forward(self, u, ctx):
         return self.net(u)
@@ -93,34 +106,32 @@ class Net(Op):
 class Roll(Op):
     name = "roll"
 
-    def __init__(self, cfg: OpConfig) -> None:
-        super().__init__()
+    def __init__(self, cfg: OpConfig, trials: int = 1) -> None:
+        super().__init__(cfg, trials)
         self.shift = cfg.roll_shift
         self.all_dims = cfg.roll_dims == "all"
 
     def forward(self, u, ctx):
-        dims = tuple(range(u.dim())) if self.all_dims else (u.dim() - 1,)
+        # Batch and signal; the channel axis holds the trials (size 1 in the literal (B, 1, N) reading).
+        dims = (0, u.dim() - 1) if self.all_dims else (u.dim() - 1,)
         return torch.roll(u, shifts=(self.shift,) * len(dims), dims=dims)
 
 
 class Noise(Op):
     name = "noise"
 
-    def __init__(self, cfg: OpConfig) -> None:
-        super().__init__()
+    def __init__(self, cfg: OpConfig, trials: int = 1) -> None:
+        super().__init__(cfg, trials)
         self.std = cfg.noise_op_std
         self.tau = cfg.noise_op_tau
 
     def forward(self, u, ctx):
-        noise = torch.randn(u.shape, generator=ctx.generator).to(u.device)
+        noise = trial_randn(u.shape, ctx.generator).to(u.device)
         return u - self.tau * ctx.data_gradient(u) + self.std * noise
 
 
 class Zero(Op):
     name = "zero"
-
-    def __init__(self, cfg: OpConfig) -> None:
-        super().__init__()
 
     def forward(self, u, ctx):
         return torch.zeros_like(u)
@@ -141,8 +152,19 @@ OP_SETS.register(
 PARAMETER_FREE_OPS = frozenset(name for name, cls in OPS.items() if cls.parameter_free)
 
 
-def build_op(name: str, cfg: OpConfig) -> Op:
-    return OPS.get(name)(cfg)
+def build_op(name: str, cfg: OpConfig, trials: int = 1) -> Op:
+    return OPS.get(name)(cfg, trials)
+
+
+def trial_randn(shape, generator) -> torch.Tensor:
+    """Gaussian noise of ``shape`` (B, K, N) on the CPU: from one generator, or, given a list of K
+    generators, channel k from generator k (each trial's draws are its own, as alone)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(tuple(shape), generator=generator)
+    b, k, *rest = shape
+    if len(generator) != k:
+        raise ValueError(f"{len(generator)} noise generators for {k} trials")
+    return torch.cat([torch.randn((b, 1, *rest), generator=g) for g in generator], dim=1)
 
 
 class MixedOp(nn.Module):
@@ -150,23 +172,46 @@ class MixedOp(nn.Module):
 
     ``position`` is the mixed op's index among the network's positions (the row of alpha it
     uses); networks number their mixed ops in position order.
+
+    Over K trials: with mixing weights every trial holds every candidate, and a position's
+    weights are (K, n_ops) (or (n_ops,) for a single trial). A discrete layer whose trials chose
+    different ops has ``owners``: ``owners[j]`` lists the trials holding candidate j, and each op
+    runs only for its owners (so an op nobody chose draws no noise and updates no statistics).
     """
 
-    def __init__(self, names: tuple[str, ...], cfg: OpConfig, position: int = -1) -> None:
+    def __init__(self, names: tuple[str, ...], cfg: OpConfig, position: int = -1, trials: int = 1,
+                 owners: list[list[int]] | None = None) -> None:
         super().__init__()
         self.names = tuple(names)
         self.position = position
-        self.ops = nn.ModuleList(build_op(n, cfg) for n in self.names)
+        self.trials = trials
+        self.owners = owners
+        sizes = [trials] * len(self.names) if owners is None else [len(o) for o in owners]
+        self.ops = nn.ModuleList(build_op(n, cfg, size) for n, size in zip(self.names, sizes))
 
     def forward(self, u: torch.Tensor, ctx: OpContext, weights: torch.Tensor | None = None) -> torch.Tensor:
         if weights is None:
+            if self.owners is not None:
+                return self._by_owner(u, ctx)
             if len(self.ops) != 1:
                 raise ValueError("a mixed op with several candidates needs mixing weights")
             return self.ops[0](u, ctx)
         if ctx.mixer is not None:
             return ctx.mixer(self, u, ctx, weights)
         out = None
-        for w, op in zip(weights, self.ops):
-            term = w * op(u, ctx)
+        for k, op in enumerate(self.ops):
+            term = trial_weight(weights[..., k], u) * op(u, ctx)
             out = term if out is None else out + term
         return out
+
+    def _by_owner(self, u: torch.Tensor, ctx: OpContext) -> torch.Tensor:
+        out = torch.zeros_like(u)
+        for owners, op in zip(self.owners, self.ops):
+            index = torch.tensor(owners, dtype=torch.long, device=u.device)
+            out = out.index_copy(1, index, op(u.index_select(1, index), ctx.select(owners)))
+        return out
+
+
+def trial_weight(weight: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A mixing weight, scalar (one trial) or one per trial (K,), shaped to scale ``like`` (B, K, N)."""
+    return weight if weight.dim() == 0 else weight.view(1, -1, *([1] * (like.dim() - 2)))

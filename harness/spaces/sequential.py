@@ -9,23 +9,33 @@ import torch
 from torch import nn
 
 from harness.spaces.ops import MixedOp, OpConfig, OpContext
+from harness.spaces.stacking import TrialStacking, owned_ops
 
 
 class SequentialNetwork(nn.Module):
-    """Supernet when layers have several candidates, a discrete network when each has one."""
+    """Supernet when layers have several candidates, a discrete network when each has one.
 
-    def __init__(self, layer_candidates: list[tuple[str, ...]], cfg: OpConfig) -> None:
+    Over K trials (``trials``; harness/spaces/trial_axis.py) signals are (B, K, N) and mixing
+    weights (K, L, n_ops); ``owners`` per layer for a discrete network whose trials differ."""
+
+    def __init__(self, layer_candidates: list[tuple[str, ...]], cfg: OpConfig, trials: int = 1,
+                 owners: list[list[list[int]] | None] | None = None) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(MixedOp(c, cfg, position=i) for i, c in enumerate(layer_candidates))
+        owners = owners or [None] * len(layer_candidates)
+        self.trials = trials
+        self.layers = nn.ModuleList(
+            MixedOp(c, cfg, position=i, trials=trials, owners=o)
+            for i, (c, o) in enumerate(zip(layer_candidates, owners))
+        )
 
-    def forward(self, u0: torch.Tensor, ctx: OpContext, weights: list[torch.Tensor] | None = None):
+    def forward(self, u0: torch.Tensor, ctx: OpContext, weights: torch.Tensor | None = None):
         u = u0
         for i, layer in enumerate(self.layers):
-            u = layer(u, ctx, None if weights is None else weights[i])
+            u = layer(u, ctx, None if weights is None else weights[..., i, :])
         return u0 + u
 
 
-class SequentialSpace:
+class SequentialSpace(TrialStacking):
     name = "sequential"
     # "layers": every position is a layer (a deactivated one is the identity); "depth": with_depth.
     capabilities = frozenset({"signal-1d", "layers", "depth"})
@@ -48,12 +58,17 @@ class SequentialSpace:
     def positions(self) -> list[str]:
         return [f"layer {i}" for i in range(self.n_layers)]
 
-    def supernet(self, ops: tuple[str, ...], cfg: OpConfig) -> SequentialNetwork:
-        return SequentialNetwork([tuple(ops)] * self.n_layers, cfg)
+    def supernet(self, ops: tuple[str, ...], cfg: OpConfig, trials: int = 1) -> SequentialNetwork:
+        return SequentialNetwork([tuple(ops)] * self.n_layers, cfg, trials)
 
     def network(self, genotype: list[str], cfg: OpConfig) -> SequentialNetwork:
         self.validate(genotype)
         return SequentialNetwork([(name,) for name in genotype], cfg)
+
+    def trial_network(self, genotypes: list[list[str]], cfg: OpConfig) -> SequentialNetwork:
+        """The empty K-trial network of ``genotypes`` (one per trial; see ``TrialStacking``)."""
+        candidates, owners = zip(*(owned_ops([g[i] for g in genotypes]) for i in range(self.n_layers)))
+        return SequentialNetwork(list(candidates), cfg, len(genotypes), list(owners))
 
     def discretize(self, alphas: torch.Tensor, ops: tuple[str, ...]) -> list[str]:
         """argmax of alpha per layer ([001] section 2)."""

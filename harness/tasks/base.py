@@ -73,9 +73,23 @@ class OpContext:
         self.mixer = mixer
 
     def data_gradient(self, u: torch.Tensor) -> torch.Tensor:
-        """A^T (A u - y) for u of shape (B, 1, N)."""
-        residual = self.operator.forward(u.squeeze(1)) - self.y
-        return self.operator.adjoint(residual).unsqueeze(1)
+        """A^T (A u - y) for u of shape (B, K, N): K trials on the channel axis, y (B, K, M), or
+        one trial with y (B, M)."""
+        y = self.y if self.y.dim() == u.dim() else self.y.unsqueeze(1)
+        return self.operator.adjoint(self.operator.forward(u) - y)
+
+    def select(self, trials: list[int]) -> OpContext:
+        """The context of a subset of the trials (a discrete layer's op that only some trials chose)."""
+        y = self.y if self.y is None or self.y.dim() == 2 else self.y[:, trials]
+        return OpContext(y, self.operator, select_trials(self.generator, trials), self.mixer)
+
+
+def select_trials(generator, trials: list[int]):
+    """The generators of ``trials`` from a list of per-trial generators (a single generator serves
+    a single trial and is returned as is)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    return [generator[i] for i in trials]
 
 
 class Task(Protocol):

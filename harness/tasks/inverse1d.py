@@ -51,8 +51,34 @@ class InverseTask:
         return Batch(inputs=y, targets=x)
 
     def forward(self, model, batch: Batch, weights=None, noise: torch.Generator | None = None, mixer=None):
+        """One trial (y (B, M)), or K trials on the channel axis (y (B, K, M), ``noise`` a list of K
+        generators, a K-trial model; harness/spaces/trial_axis.py)."""
         y = batch.inputs
-        return model(self.problem.network_input(y), OpContext(y, self.problem.operator, noise, mixer), weights)
+        u0 = self.problem.network_input(y) if y.dim() == 2 else self.problem.signal_input(y)
+        return model(u0, OpContext(y, self.problem.operator, noise, mixer), weights)
+
+    # ------------------------------------------------------------------------- trial axis
+    def sample_trials(self, generators: list[torch.Generator], split: str = "train") -> Batch:
+        """Each trial's own batch from its own generator, trials on axis 1: y (B, K, M), x (B, K, N)."""
+        batches = [self.sample(g, split) for g in generators]
+        return Batch(inputs=torch.stack([b.inputs for b in batches], dim=1),
+                     targets=torch.stack([b.targets for b in batches], dim=1))
+
+    def trial_losses(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """``loss`` of every trial (K,); their sum gives each trial exactly its own gradients."""
+        return ((output - batch.targets) ** 2).mean(dim=(0, 2))
+
+    @torch.no_grad()
+    def evaluate_trials(self, model, data: list[torch.Generator], noise: list[torch.Generator] | None = None,
+                        weights=None, split: str = "val") -> list[dict[str, float]]:
+        """``evaluate`` for K trials at once, each on its own draws from ``data[k]``."""
+        totals = [[] for _ in data]
+        for _ in range(self.batches_per_epoch):
+            batch = self.sample_trials(data, split)
+            out = self.forward(model, batch, weights, noise)
+            for k in range(len(data)):
+                totals[k].append(float(self.problem.psnr(out[:, k], batch.targets[:, k])))
+        return [{"psnr": sum(v) / len(v)} for v in totals]
 
     def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Mean squared error of the reconstruction over the batch (the training and validation loss)."""

@@ -43,10 +43,10 @@ from harness.spaces.darts_cell.networks import (
     reduction_positions,
     stack_trials,
     trial_cross_entropy,
-    trial_view,
     unstack_trial,
 )
 from harness.spaces.darts_cell.ops import OP_NAMES, PARAMETER_FREE_OPS, OpSettings, merge_trials, split_trials
+from harness.spaces.trial_axis import trial_view
 
 __all__ = [
     "AUX_WEIGHT",

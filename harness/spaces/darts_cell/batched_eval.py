@@ -41,7 +41,6 @@ from harness.spaces.darts_cell.networks import (
     _stem,
     forward_cells,
     trial_cross_entropy,
-    trial_view,
 )
 from harness.spaces.darts_cell.ops import (
     Identity,
@@ -51,6 +50,7 @@ from harness.spaces.darts_cell.ops import (
     _is_channels_last,
     build_op,
 )
+from harness.spaces.trial_axis import trial_view
 
 GenotypeLike = Genotype | tuple[CellSpec, CellSpec]
 

@@ -25,6 +25,7 @@ from torch import nn
 from harness.spaces.darts_cell.cell import DiscreteCell, SearchCell
 from harness.spaces.darts_cell.genotype import STEPS, CellEdges, Genotype, cell_edges, genotype_cell
 from harness.spaces.darts_cell.ops import OP_NAMES, OpSettings, TrialBatchNorm, TrialConv
+from harness.spaces.trial_axis import load_stacked, load_trial
 
 AUX_WEIGHT = 0.4  # auxiliary tower loss weight ([003] section IV-B3; METHODS.md section 0)
 
@@ -33,11 +34,6 @@ def reduction_positions(n_cells: int) -> tuple[int, ...]:
     """Cells floor(n/3) and floor(2n/3) ([003] IV-B1: "at the 1/3 and 2/3"; [002] Algorithm 2's
     euclidean_division(n, 3) and euclidean_division(2n, 3)); one cell for tiny n."""
     return tuple(sorted({n_cells // 3, 2 * n_cells // 3}))
-
-
-def trial_view(tensor: torch.Tensor, k: int) -> torch.Tensor:
-    """The (K, ...) per-trial view of a stacked (trial-major along dim 0) parameter or buffer."""
-    return tensor.view(k, tensor.shape[0] // k, *tensor.shape[1:])
 
 
 def trial_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -284,15 +280,13 @@ def stack_trials(networks: Sequence[SearchNetwork]) -> SearchNetwork:
     if any(net.config != config for net in networks):
         raise ValueError("stacked networks must share one SearchConfig")
     out = SearchNetwork(config, n_trials=sum(net.k for net in networks))
-    states = [net.state_dict() for net in networks]
-    out.load_state_dict({key: torch.cat([s[key] for s in states]) for key in states[0]})
+    load_stacked(out, networks)
     return out
 
 
 def unstack_trial(network: SearchNetwork, trial: int) -> SearchNetwork:
     """A K = 1 copy of trial ``trial`` (parameters and BN statistics)."""
     out = SearchNetwork(network.config, n_trials=1)
-    k = network.k
-    out.load_state_dict({key: trial_view(v, k)[trial].clone() for key, v in network.state_dict().items()})
+    load_trial(out, network, network.k, trial)
     return out
 
