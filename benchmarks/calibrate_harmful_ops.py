@@ -95,7 +95,7 @@ def main() -> None:
     done = store.finished_ids()
     specs = [s for s in grid_specs(args.seeds, args.epochs, args.noise_stds, args.roll_shifts, args.methods)
              if s.trial_id not in done]
-    run_specs(specs, workers=args.workers, store=store, engine="batched")
+    run_specs(specs, workers=args.workers, store=store)
     records = store.records()
     text = "\n".join(markdown(table(records, m), m) for m in args.methods)
     (args.out / "calibration.md").write_text(text)

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             if engine in ("loop", "straightforward"):
                 _, results = _timed(lambda specs=specs: [run_trial(s, "cpu") for s in specs])
             else:
-                _, results = _timed(lambda specs=specs: run_batch(specs, "cpu", engine="batched"))
+                _, results = _timed(lambda specs=specs: run_batch(specs, "cpu", batched=True))
             bad = [r.failure_reason for r in results if r.status != "ok"]
             if bad:
                 raise SystemExit(f"{method} ({engine}) failed: {bad[0]}")

@@ -1,4 +1,4 @@
-"""How far the batched engine's result for a trial drifts from the loop engine's, against how far
+"""How far a trial's result in a batch (K seeds) drifts from its result alone (K = 1), against how far
 the loop drifts from itself when every initial network weight is nudged by one part in 2^23.
 
     python benchmarks/engine_drift.py [--method nets-only] [--op-set good] [--epochs 1 3 10] [--seeds 5]
@@ -31,8 +31,8 @@ def _run_nudged(spec: TrialSpec):
     """``run_trial`` with every parameter of every 2-layer CNN scaled by ``NUDGE`` at construction."""
     original = ops.TwoLayerCNN.__init__
 
-    def nudged(self, cfg):
-        original(self, cfg)
+    def nudged(self, cfg, *args, **kwargs):
+        original(self, cfg, *args, **kwargs)
         with torch.no_grad():
             for p in self.parameters():
                 p.mul_(NUDGE)
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             for seed in range(args.seeds)
         ]
         loop = [run_trial(s) for s in specs]
-        batched = run_batch(specs, engine="batched")
+        batched = run_batch(specs, batched=True)
         nudged = [_run_nudged(s) for s in specs]
         if any(r.status != "ok" for r in [*loop, *batched, *nudged]):
             print(f"{epochs:6d} (a trial failed; skipped)")

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from harness.batched import fused_cnn
+from harness.spaces.kernels import fused_cnn
 from harness.spaces.ops import OpConfig, TwoLayerCNN
 
 

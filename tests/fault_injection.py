@@ -73,7 +73,7 @@ def run_cli(study: Path, out: Path, *extra: str) -> tuple[int, str]:
     """The study CLI in this process (fast; a crash would surface as an exception here)."""
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        code = study_main([str(study), "--out", str(out), "--no-report", "--quiet", "--engine", "loop", *extra])
+        code = study_main([str(study), "--out", str(out), "--no-report", "--quiet", "--batch-size", "1", *extra])
     return code, err.getvalue()
 
 
@@ -144,7 +144,7 @@ def sigkill(workdir: Path, kills: int, seed: int = 0, workers: int = 2) -> tuple
         before = _lines(store_file)
         # The loop engine stores trials one by one, so kills land between and during trials.
         log = open(workdir / "kill" / f"run{i}.log", "w")  # noqa: SIM115 (closed below)
-        proc = subprocess.Popen(cli_command(study, out, "--engine", "loop"), cwd=REPO, stderr=log,
+        proc = subprocess.Popen(cli_command(study, out, "--batch-size", "1"), cwd=REPO, stderr=log,
                                 start_new_session=True)
         deadline = time.time() + 120
         while proc.poll() is None and _lines(store_file) < before + 1 + i % 3 and time.time() < deadline:
@@ -183,12 +183,12 @@ def two_runs(workdir: Path) -> tuple[FaultRow, str]:
     """Start a second run on the folder while the first holds it; returns its message."""
     study = write_study(workdir / "two", name="two", trials=12, workers=1, slow=True)
     out = workdir / "two" / "out"
-    first = subprocess.Popen(cli_command(study, out, "--engine", "loop"), cwd=REPO, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(cli_command(study, out, "--batch-size", "1"), cwd=REPO, stderr=subprocess.PIPE, text=True)
     lock = out / "two" / ".lock"
     deadline = time.time() + 60
     while time.time() < deadline and not (lock.exists() and str(first.pid) in lock.read_text()):
         time.sleep(0.1)
-    second = subprocess.run(cli_command(study, out, "--engine", "loop"), cwd=REPO, capture_output=True, text=True)
+    second = subprocess.run(cli_command(study, out, "--batch-size", "1"), cwd=REPO, capture_output=True, text=True)
     overlapped = first.poll() is None
     first.communicate()
     assert first.returncode == 0

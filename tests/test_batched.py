@@ -1,23 +1,22 @@
-"""The batched engine: each trial in a batch gives what it gives alone in the loop engine."""
+"""The trial axis: each trial in a batch gives what it gives alone (K = 1, the single-trial networks)."""
 
 import math
 
 import pytest
 import torch
 
-from harness.batched import fused_cnn
-from harness.batched import networks as batched_networks
 from harness.methods.training import task_loss
 from harness.runner import STATUS_FAILED, STATUS_OK, TrialSpec, run_trial
 from harness.runner.executor import plan_batches
-from harness.runner.trial import build_context, engine_for, run_batch
-from harness.tasks.base import Batch
+from harness.runner.trial import batching_reason, build_context, run_batch
+from harness.spaces import ops as ops_module
+from harness.spaces.kernels import fused_cnn
 
 FAST = {"problem": {"samples_per_evaluation": 256}, "ops": {"channels": 4}}
-# Float tolerance between engines. The batched kernels sum in a different order than PyTorch's
+# Float tolerance between K trials and one. The K-trial kernels sum in a different order than PyTorch's
 # per-trial Conv1d/BatchNorm, so one step agrees to ~1e-6 relative (test_one_step_...), and
 # training amplifies those last-bit differences: these 3-epoch trials sit in the unstable first
-# epochs (PSNR ~10 dB), where we measured up to 0.04 dB between engines.
+# epochs (PSNR ~10 dB), where we measured up to 0.04 dB.
 SCORE_TOL = 0.1  # dB
 ALPHA_TOL = 1e-6
 
@@ -40,14 +39,14 @@ def assert_same_trial(batched, loop):
             torch.tensor(batched.final_alphas), torch.tensor(loop.final_alphas), rtol=0, atol=ALPHA_TOL
         )
         assert len(batched.alpha_history) == len(loop.alpha_history)
-        # exact in the loop, central differences of exact gradients in the batched engine
+        # exact for one trial, central differences of exact gradients for K trials
         assert batched.extra["hessian_eigenvalue"] == pytest.approx(loop.extra["hessian_eigenvalue"], rel=1e-2)
 
 
 @pytest.mark.parametrize("dataset", ["blur", "downsampling"])
 def test_batched_das_equals_each_trial_alone(dataset):
     specs = [spec(seed=s, dataset=dataset) for s in (0, 1, 2)]
-    batched = run_batch(specs, engine="batched")
+    batched = run_batch(specs, batched=True)
     for b, s in zip(batched, specs):
         assert b.extra["batch_size"] == 3
         assert_same_trial(b, run_trial(s))
@@ -56,7 +55,7 @@ def test_batched_das_equals_each_trial_alone(dataset):
 @pytest.mark.parametrize("method,options", [("nets-only", {}), ("random", {}), ("random-search", {"k": 2})])
 def test_batched_baselines_equal_each_trial_alone(method, options):
     specs = [spec(method, seed=s, options={"method": options}) for s in (0, 1, 2)]
-    for b, s in zip(run_batch(specs, engine="batched"), specs):
+    for b, s in zip(run_batch(specs, batched=True), specs):
         assert_same_trial(b, run_trial(s))
         if method == "random-search":
             assert [c["genotype"] for c in b.extra["candidates"]] == [
@@ -67,69 +66,75 @@ def test_batched_baselines_equal_each_trial_alone(method, options):
 @pytest.mark.skipif(not fused_cnn.available(), reason=f"compiled kernel unavailable: {fused_cnn.unavailable_reason()}")
 def test_a_trial_does_not_depend_on_its_batch():
     """With the compiled kernel a trial's numbers are bitwise independent of its batch mates."""
-    alone = run_batch([spec(seed=5), spec(seed=6)], engine="batched")[0]
-    crowd = run_batch([spec(seed=7), spec(seed=5), spec(seed=8), spec(seed=9)], engine="batched")[1]
+    alone = run_batch([spec(seed=5), spec(seed=6)], batched=True)[0]
+    crowd = run_batch([spec(seed=7), spec(seed=5), spec(seed=8), spec(seed=9)], batched=True)[1]
     assert alone.genotype == crowd.genotype and alone.final_alphas == crowd.final_alphas
     assert (alone.arch_score, alone.oneshot_score) == (crowd.arch_score, crowd.oneshot_score)
 
 
-@pytest.mark.parametrize("backend", ["reference", "auto"])
-def test_one_step_of_the_batched_supernet_equals_each_loop_supernet(backend):
-    """Loss and every gradient of one mixed forward/backward agree per seed with the loop's modules."""
-    ctxs, loops = [], []
+@pytest.mark.parametrize("backend", ["reference", "modules", "auto"])
+def test_one_step_of_the_stacked_supernet_equals_each_single_supernet(backend, monkeypatch):
+    """Loss and every gradient of one mixed forward/backward agree per seed with the single-trial modules."""
+    monkeypatch.setattr(ops_module, "CNN_BACKEND", backend)
+    ctxs, singles, copies = [], [], []
     for seed in (0, 1, 2):
         method, ctx = build_context(spec(seed=seed), "cpu")
-        with ctx.streams.seeded_init("init"):
-            loops.append(ctx.space.supernet(ctx.ops, ctx.op_config))
+        for out in (singles, copies):
+            with ctx.streams.seeded_init("init"):
+                out.append(ctx.space.supernet(ctx.ops, ctx.op_config))
         ctxs.append(ctx)
-    net = batched_networks.BatchedSequential(loops, ctxs[0].op_config, torch.device("cpu"))
-    problem = ctxs[0].problem
+    task = ctxs[0].task
+    net = ctxs[0].space.stack_supernets(copies, ctxs[0].op_config)
     gens = [torch.Generator().manual_seed(s) for s in range(3)]
-    pairs = [problem.sample(16, g) for g in gens]
-    x, y = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    batch = task.sample_trials(gens)
     mix = torch.softmax(torch.randn(3, 10, 4, generator=torch.Generator().manual_seed(9)), -1)
     noise = [torch.Generator().manual_seed(100 + s) for s in range(3)]
-    out = net.forward(problem.operator.adjoint(y), y, problem.operator, noise, mix, True, backend)
-    losses = ((out - x) ** 2).mean(dim=(1, 2))
+    losses = task.trial_losses(task.forward(net, batch, mix, noise), batch)
     losses.sum().backward()
-    for s, model in enumerate(loops):
-        ref = task_loss(model, ctxs[0].task, Batch(y[s], x[s]), torch.Generator().manual_seed(100 + s), mix[s])
+    lgd_k = net.layers[3].ops[0]
+    for s, model in enumerate(singles):
+        single = task.sample(torch.Generator().manual_seed(s))
+        ref = task_loss(model, task, single, torch.Generator().manual_seed(100 + s), mix[s])
         ref.backward()
         torch.testing.assert_close(losses[s], ref, rtol=1e-5, atol=0)
         lgd = model.layers[3].ops[0]
-        group = net.layers[3][0]
-        torch.testing.assert_close(group.params["tau"].grad[s], lgd.tau.grad, rtol=1e-4, atol=1e-8)
-        torch.testing.assert_close(group.params["w1"].grad[s], lgd.net.conv1.weight.grad[:, 0], rtol=1e-4, atol=1e-8)
-        torch.testing.assert_close(group.running_mean[s], lgd.net.bn.running_mean, rtol=1e-5, atol=1e-7)
+        c = lgd.net.conv1.out_channels
+        torch.testing.assert_close(lgd_k.tau.grad[s], lgd.tau.grad, rtol=1e-4, atol=1e-8)
+        torch.testing.assert_close(lgd_k.net.conv1.weight.grad[s * c : (s + 1) * c], lgd.net.conv1.weight.grad,
+                                   rtol=1e-4, atol=1e-8)
+        torch.testing.assert_close(lgd_k.net.bn.running_mean[s * c : (s + 1) * c], lgd.net.bn.running_mean,
+                                   rtol=1e-5, atol=1e-7)
 
 
 def test_a_diverging_trial_fails_alone(monkeypatch):
     """Seed 1's weights are poisoned with inf: it fails with a divergence reason; the others are
     exactly what they are in a batch without it."""
-    real_init = batched_networks.BatchedSequential.__init__
+    from harness.spaces.stacking import TrialStacking
 
-    def poisoned(self, networks, *args, **kwargs):
-        real_init(self, networks, *args, **kwargs)
-        group = self.layers[0][0]
-        with torch.no_grad():
-            rows = (group.seeds == 1).nonzero().flatten()
-            group.params["w1"][rows] = float("inf")
+    real = TrialStacking.stack_networks
 
-    clean = run_batch([spec("nets-only", seed=s) for s in (0, 2)], engine="batched")
-    monkeypatch.setattr(batched_networks.BatchedSequential, "__init__", poisoned)
-    # In this batch the poisoned row is batch position 1, which holds seed 1.
-    results = run_batch([spec("nets-only", seed=s) for s in (0, 1, 2)], engine="batched")
+    def poisoned(self, networks, genotypes, cfg):
+        stacked = real(self, networks, genotypes, cfg)
+        if len(networks) == 3:
+            conv = stacked.layers[0].ops[0].net.conv1
+            c = conv.out_channels // 3
+            with torch.no_grad():
+                conv.weight[c : 2 * c] = float("inf")  # trial 1's rows
+        return stacked
+
+    clean = run_batch([spec("nets-only", seed=s) for s in (0, 2)], batched=True)
+    monkeypatch.setattr(TrialStacking, "stack_networks", poisoned)
+    results = run_batch([spec("nets-only", seed=s) for s in (0, 1, 2)], batched=True)
     assert results[1].status == STATUS_FAILED and results[1].failure_reason.startswith("diverged: non-finite loss")
     for r, c in zip((results[0], results[2]), clean):
         assert r.status == STATUS_OK and r.arch_score == pytest.approx(c.arch_score, abs=1e-5)
 
 
-def test_methods_without_a_batched_implementation_fall_back_and_say_so():
-    kind, reason = engine_for(spec("fair-darts"), "auto")
-    assert kind == "loop" and "relaxation" in reason and "regularizers" in reason
-    assert engine_for(spec("das"), "auto") == ("batched", "")
-    assert engine_for(spec("das"), "loop")[0] == "loop"
-    results = run_batch([spec("fair-darts", seed=s, epochs=2) for s in (0, 1)], engine="auto")
+def test_methods_whose_components_are_not_on_the_trial_axis_run_alone_and_say_so():
+    reason = batching_reason(spec("darts-es"))
+    assert "early stopping HessianEigenvalueStopping" in reason
+    assert batching_reason(spec("das")) == "" and batching_reason(spec("fair-darts")) == ""
+    results = run_batch([spec("darts-es", seed=s, epochs=2) for s in (0, 1)], batched=True)
     assert all(r.extra["engine"] == "loop" and r.status == STATUS_OK for r in results)
 
 
@@ -143,10 +148,10 @@ def test_plan_batches_groups_rows_and_shares_them_among_workers():
     assert len(plan_batches(specs, workers=1, max_batch=32)) == 2
 
 
-def test_plan_batches_sends_loop_rows_one_trial_at_a_time():
-    """darts-2nd runs in the loop engine: grouped, its finished trials would wait for their batch."""
-    specs = [spec(m, seed=s) for s in range(6) for m in ("das", "darts-2nd")]
-    batches = plan_batches(specs, workers=2, max_batch=32, batchable=lambda s: engine_for(s, "batched")[0] == "batched")
-    loop = [b for b in batches if b[0].method == "darts-2nd"]
+def test_plan_batches_sends_rows_that_run_alone_one_trial_at_a_time():
+    """darts-es runs one trial at a time: grouped, its finished trials would wait for their batch."""
+    specs = [spec(m, seed=s) for s in range(6) for m in ("das", "darts-es")]
+    batches = plan_batches(specs, workers=2, max_batch=32, batchable=lambda s: not batching_reason(s))
+    loop = [b for b in batches if b[0].method == "darts-es"]
     assert [len(b) for b in loop] == [1] * 6
     assert sorted(len(b) for b in batches if b[0].method == "das") == [3, 3]

@@ -1,14 +1,13 @@
-"""The batched engine on the DARTS cell space: K seeds as one computation give each trial the loop
-engine's result (issue 12, section 4: the trial axis of the one engine)."""
+"""The trial axis on the DARTS cell space: K seeds as one computation give each trial what it gives
+alone (issue 12, section 4; issue 13: one engine)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from harness.batched import cells
 from harness.runner.spec import TrialSpec
-from harness.runner.trial import engine_for, run_batch, run_trial
+from harness.runner.trial import batching_reason, run_batch, run_trial
 from harness.tasks.data.synthetic import write_mnist
 
 OPTIONS = {
@@ -48,8 +47,8 @@ def _same(loop, batched, n_test: int = 40) -> None:
 def test_batched_trials_equal_loop_trials(data_dir, method):
     """Every trial matches the loop: same genotype, alphas to 1e-4, scores to one test image."""
     specs = _specs(method)
-    assert engine_for(specs[0], "auto") == ("batched", "")
-    batched = run_batch(specs, "cpu", engine="batched")
+    assert batching_reason(specs[0]) == ""
+    batched = run_batch(specs, "cpu", batched=True)
     assert all(r.extra["engine"] == "batched" and r.extra["batch_size"] == 3 for r in batched)
     for spec, result in zip(specs, batched):
         _same(run_trial(spec, "cpu"), result)
@@ -58,7 +57,7 @@ def test_batched_trials_equal_loop_trials(data_dir, method):
 
 def test_batched_random_search_picks_the_loops_candidate(data_dir):
     specs = _specs("random-search", seeds=(4, 5), method={"k": 2})
-    batched = run_batch(specs, "cpu", engine="batched")
+    batched = run_batch(specs, "cpu", batched=True)
     for spec, result in zip(specs, batched):
         loop = run_trial(spec, "cpu")
         _same(loop, result)
@@ -68,9 +67,8 @@ def test_batched_random_search_picks_the_loops_candidate(data_dir):
 def test_trial_results_do_not_depend_on_batch_mates(data_dir):
     """A trial's result is bit for bit the same in a batch of two or of four (the executor's batch
     plan depends on workers and on what a resumed study still has to run)."""
-    assert not cells.CHANNELS_LAST
-    two = run_batch(_specs("darts", seeds=(0, 1)), "cpu", engine="batched")
-    four = run_batch(_specs("darts", seeds=(3, 0, 2, 1)), "cpu", engine="batched")
+    two = run_batch(_specs("darts", seeds=(0, 1)), "cpu", batched=True)
+    four = run_batch(_specs("darts", seeds=(3, 0, 2, 1)), "cpu", batched=True)
     assert two[0].final_alphas == four[1].final_alphas and two[1].final_alphas == four[3].final_alphas
     assert two[0].genotype == four[1].genotype and two[0].arch_score == four[1].arch_score
 
@@ -79,13 +77,13 @@ def test_second_order_runs_batched_with_each_trials_own_radius(data_dir):
     """DARTS 2nd order runs batched, and a trial does not depend on its batch mates (bit for bit).
     Whole trials are not compared with the loop: the finite-difference hypergradient is chaotic in
     float noise (after one weight step, 6e-8 of weight noise moves the loop's own hypergradient by
-    2e-3 relative on this space; docs/batched_engine.md), so the per-step test below checks it."""
+    2e-3 relative on this space; docs/engine.md), so the per-step test below checks it."""
     specs = _specs("darts-2nd", seeds=(0, 1))
-    assert engine_for(specs[0], "auto") == ("batched", "")
-    batched = run_batch(specs, "cpu", engine="batched")
+    assert batching_reason(specs[0]) == ""
+    batched = run_batch(specs, "cpu", batched=True)
     assert all(r.status == "ok" and r.extra["engine"] == "batched" for r in batched)
-    others = run_batch(_specs("darts-2nd", seeds=(2, 0, 1)), "cpu", engine="batched")
-    alone = run_batch(specs[1:], "cpu", engine="batched")  # K = 1: runs beside a shadow copy
+    others = run_batch(_specs("darts-2nd", seeds=(2, 0, 1)), "cpu", batched=True)
+    alone = run_batch(specs[1:], "cpu", batched=True)  # K = 1: runs beside a shadow copy
     assert alone[0].extra["shadow_copy"] and alone[0].extra["batch_size"] == 1
     for other in (others[2], alone[0]):
         assert other.final_alphas == batched[1].final_alphas and other.genotype == batched[1].genotype
@@ -93,8 +91,8 @@ def test_second_order_runs_batched_with_each_trials_own_radius(data_dir):
 
 
 def test_second_order_gradient_equals_the_loop_estimator_per_trial():
-    """One K = 2 hypergradient of the cell supernet against the loop's SecondOrder on each trial's
-    own K = 1 network (unstacked) and batches: equal to float precision."""
+    """One K = 2 hypergradient of the cell supernet (each trial its own finite-difference radius)
+    against SecondOrder on each trial's own K = 1 network (unstacked) and batches: equal to float precision."""
     import torch.nn.functional as F
 
     from harness.methods.estimators import SecondOrder
@@ -118,8 +116,8 @@ def test_second_order_gradient_equals_the_loop_estimator_per_trial():
         return torch.cat([inputs[split][t] for t in trials], 1), [labels[split][t] for t in trials]
 
     params = [p for p in stacked.parameters() if p.requires_grad]
-    grad = cells.second_order_gradient(params, k, alpha, lambda a: loss(stacked, a, *batch("train", range(k))),
-                                       lambda a: loss(stacked, a, *batch("val", range(k))), 0.025, 0.01)
+    grad = SecondOrder(0.01).alpha_gradient(alpha, params, lambda a: loss(stacked, a, *batch("train", range(k))),
+                                            lambda a: loss(stacked, a, *batch("val", range(k))), 0.025)
     for t in range(k):
         single = unstack_trial(stacked, t).train()
         expected = SecondOrder(0.01).alpha_gradient(
@@ -130,6 +128,5 @@ def test_second_order_gradient_equals_the_loop_estimator_per_trial():
     assert not torch.equal(grad[0], grad[1])
 
 
-def test_components_stay_in_the_loop(data_dir):
-    kind, why = engine_for(_specs("fair-darts")[0], "auto")
-    assert kind == "loop" and "SigmoidRelaxation" in why
+def test_staged_methods_run_one_trial_at_a_time(data_dir):
+    assert "ProgressiveSearch runs one trial at a time" in batching_reason(_specs("p-darts")[0])

@@ -108,8 +108,8 @@ def test_pc_darts_trial_mixes_a_quarter_of_the_channels_and_learns_edge_weights(
     betas = torch.tensor(r.extra["edge_beta_history"])  # ... and beta, trained with alpha, beside it
     assert betas.shape == (2, 28) and not torch.equal(betas[0], betas[-1])
     method, ctx = build_context(spec("pc-darts", space={"channels": 4}), "cpu")
-    run = method.start(ctx, ctx.space, 1)
-    assert run.alpha.shape == (28, 9)
+    run = method.start([ctx], ctx.space, 1)
+    assert run.alpha.shape == (1, 28, 9)
     assert run.model.net.cells[0].ops[0][0].bn.running_mean.numel() == 1  # max_pool of a 4-channel cell sees 1
 
 
@@ -117,9 +117,9 @@ def test_p_darts_grows_the_cells_and_drops_ops(monkeypatch):
     masks = []
     start = ProgressiveSearch.start
 
-    def spy(self, ctx, space, epochs, op_mask=None, hooks=None):
+    def spy(self, ctxs, space, epochs, op_mask=None, hooks=None):
         masks.append(op_mask)
-        return start(self, ctx, space, epochs, op_mask, hooks)
+        return start(self, ctxs, space, epochs, op_mask, hooks)
 
     monkeypatch.setattr(ProgressiveSearch, "start", spy)
     _, _, outcome = searched("p-darts", epochs=3, options={"cell_stage_cells": [3, 3, 4]}, space={"n_cells": 4})
@@ -175,7 +175,7 @@ def test_darts_pt_selects_ops_then_edges_by_perturbation(monkeypatch):
 
 def test_r_darts_multiplies_the_weight_decay():
     method, ctx, _ = searched("r-darts")
-    run = method.start(ctx, ctx.space, 1)
+    run = method.start([ctx], ctx.space, 1)
     assert run.w_opt.param_groups[0]["weight_decay"] == pytest.approx(3 * ctx.hp.param_weight_decay)
 
 

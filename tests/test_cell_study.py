@@ -27,7 +27,7 @@ def test_cell_search_runs_end_to_end_and_records_accuracy(tmp_path, capsys):
     write_mnist(tmp_path / "data", n_train=8, n_test=200)
     study = tmp_path / "cell.yaml"
     study.write_text(STUDY)
-    argv = [str(study), "--out", str(tmp_path / "out"), "--data-dir", str(tmp_path / "data"), "--engine", "loop",
+    argv = [str(study), "--out", str(tmp_path / "out"), "--data-dir", str(tmp_path / "data"), "--batch-size", "1",
             "--no-report", "--quiet"]
     assert main(argv) == 0, capsys.readouterr().err
     records = {r["method"]: r for r in map(json.loads, open(tmp_path / "out" / "cell-smoke" / "trials.jsonl"))}

@@ -38,7 +38,7 @@ COMPARED = ("oneshot_score", "arch_score", "genotype", "final_alphas", "alpha_hi
 
 def _command(study: Path, out: Path, data: Path, engine: str) -> list[str]:
     return [sys.executable, "-m", "harness.study", str(study), "--out", str(out), "--data-dir", str(data),
-            "--engine", engine, "--no-report", "--quiet"]
+            "--batch-size", "1" if engine == "alone" else "32", "--no-report", "--quiet"]
 
 
 def _records(out: Path) -> dict:
@@ -68,8 +68,8 @@ def _kill_when(command: list[str], checkpoint_dir: Path, phase: str, min_epoch: 
 
 
 @pytest.mark.parametrize(("engine", "method", "trials", "phase", "epoch"), [
-    ("loop", "darts", 1, "search-0", 1),     # killed in the search
-    ("loop", "darts", 1, "train-0", 0),      # killed in the retraining
+    ("alone", "darts", 1, "search-0", 1),    # killed in the search
+    ("alone", "darts", 1, "train-0", 0),     # killed in the retraining
     ("batched", "darts", 2, "search-0", 1),  # a batch of two seeds, killed in the search
     ("batched", "random", 2, "train-0", 1),  # ... killed in the retraining
 ])

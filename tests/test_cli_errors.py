@@ -113,7 +113,7 @@ BAD_PATHS_AND_ARGS = [
     ("epochs-huge", lambda p: [_good_study(p), "--epochs", "10000000000"], "argument --epochs: must be between"),
     ("workers-negative", lambda p: [_good_study(p), "--workers", "-1"], "argument --workers"),
     ("batch-size-zero", lambda p: [_good_study(p), "--batch-size", "0"], "argument --batch-size"),
-    ("engine-unknown", lambda p: [_good_study(p), "--engine", "fast"], "argument --engine: invalid choice"),
+    ("engine-gone", lambda p: [_good_study(p), "--engine", "loop"], "unrecognized arguments: --engine"),
     ("flag-typo", lambda p: [_good_study(p), "--trails", "3"], "unrecognized arguments: --trails"),
     ("device-unknown", lambda p: [_good_study(p), "--device", "gpu"], "argument --device: must be cpu, cuda"),
     ("data-dir-missing", lambda p: [_good_study(p), "--data-dir", str(p / "nope")], "--data-dir"),

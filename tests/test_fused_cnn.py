@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.batched import fused_cnn
+from harness.spaces.kernels import fused_cnn
 from harness.spaces.ops import OpConfig, TwoLayerCNN
 
 PARAMS = ("w1", "b1", "gamma", "beta", "w2", "b2")

@@ -116,7 +116,7 @@ def test_composition_without_components_is_plain_das():
 
 def test_mixer_without_components_equals_plain_mixing():
     method, ctx = build_context(spec("das"), "cpu")
-    run = method.start(ctx, ctx.space, 1)
+    run = method.start([ctx], ctx.space, 1)
     x, y = ctx.problem.sample(8, torch.Generator().manual_seed(0))
     weights = torch.softmax(torch.randn(10, 4, generator=torch.Generator().manual_seed(1)), -1)
     plain = run.model(ctx.problem.network_input(y), OpContext(y, ctx.problem.operator, torch.Generator()), weights)
@@ -144,14 +144,14 @@ def test_ablation_gradient_matches_each_cells_own_loss():
     """D-DARTS: row i of the ablation gradient is d L_AB^i / d alpha_i, computed here by brute force."""
     method = ComposedSearch(relaxation=SigmoidRelaxation(), regularizers=(ZeroOneLoss(),), ablation_weight=1.0)
     _, ctx = build_context(spec("das"), "cpu")
-    run = method.start(ctx, ctx.space, 1)
+    run = method.start([ctx], ctx.space, 1)
     with torch.no_grad():
         run.alpha.copy_(torch.randn(run.alpha.shape, generator=torch.Generator().manual_seed(5)))
     val = ctx.task.sample(torch.Generator().manual_seed(2))
     replay = method._replayer(run)
     fast = method._ablation_gradient(run, val, replay)
 
-    a = run.alpha.detach().requires_grad_(True)
+    a = run.alpha[0].detach().requires_grad_(True)
     full = method._replayed_loss(run, a, val, replay)
     m = []
     for i in range(10):
@@ -167,7 +167,7 @@ def test_ablation_gradient_matches_each_cells_own_loss():
 
 def test_das_single_searches_alpha_over_frozen_pretrained_ops():
     method, ctx = build_context(spec("das-single", epochs=2), "cpu")
-    run = method.start(ctx, ctx.space, 2)
+    run = method.start([ctx], ctx.space, 2)
     frozen = {k: v.clone() for k, v in run.model.state_dict().items()}
     fresh = ctx.space.supernet(ctx.ops, ctx.op_config).state_dict()
     assert not any(p.requires_grad for p in run.model.parameters()) and run.w_opt is None

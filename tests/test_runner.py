@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.batched import fused_cnn
 from harness.runner import STATUS_FAILED, STATUS_OK, TrialSpec, TrialStore, run_specs, run_trial
 from harness.runner.spec import TrialResult
 from harness.runner.trial import run_batch
+from harness.spaces.kernels import fused_cnn
 
 FAST = {"problem": {"samples_per_evaluation": 256}, "ops": {"channels": 4}}
 REPO = Path(__file__).resolve().parents[1]
@@ -172,8 +172,8 @@ def test_resume_after_killed_run(tmp_path):
                           method=first["method"], hp_set=first["hp_set"], seed=first["seed"],
                           epochs=first["epochs"], options=first["options"])
     engine = first["extra"]["engine"]
-    fresh = run_batch([spec], engine=engine)[0]
-    # bitwise with the loop, and with the compiled kernel (a trial does not depend on its batch)
+    fresh = run_batch([spec], batched=engine != "loop")[0]
+    # bitwise alone, and with the compiled kernel in a batch (a trial does not depend on its batch)
     exact = engine == "loop" or fused_cnn.available()
     assert fresh.arch_score == pytest.approx(first["arch_score"], abs=0 if exact else 1e-3)
 

@@ -59,7 +59,7 @@ def test_a_stored_loop_trial_recomputes_bit_for_bit_through_the_task_layer():
     stored = next(r for r in records if r["method"] == "random" and r["op_set"] == "good" and r["seed"] == 1)
     spec = RowSpec.from_record(stored).trial(1)
     assert spec.trial_id == stored["trial_id"]
-    fresh = run_batch([spec], engine="loop")[0]
+    fresh = run_batch([spec], batched=False)[0]
     assert fresh.arch_score == stored["arch_score"] and fresh.genotype == stored["genotype"]
 
 
@@ -116,7 +116,7 @@ def test_trial_records_carry_metric_dicts_with_the_primary_score():
     spec = RowSpec.make(dataset="blur", space="sequential", op_set="good", method="das", hp_set="H1", epochs=1,
                         options={"problem": {"samples_per_evaluation": 128}, "ops": {"channels": 2},
                                  "space": {"n_layers": 2}}).trial(0)
-    record = run_batch([spec], engine="loop")[0].to_record()
+    record = run_batch([spec], batched=False)[0].to_record()
     assert record["metric"] == "psnr"
     assert record["arch_metrics"] == {"psnr": record["arch_score"]}
     assert record["oneshot_metrics"] == {"psnr": record["oneshot_score"]}

@@ -11,6 +11,9 @@ Bi-level problem min_a L_val(w*(a), a), w*(a) = argmin_w L_train(w, a), and its 
   grad_a L_val + chi grad_a L_train at the current weights.
 * ``MixedLevelSecondOrder`` (AllegroNAS M44, Eqs 4-5): both terms through the one-step unroll.
 
+Trial axis: alpha may be (K, positions, ops) for K trials whose losses are summed; gradients
+of a sum are per trial, and the finite-difference radius is taken per trial (``_Unroll``).
+
 Interface (docs/method_components.md): ``alpha_gradient(alpha, weights, train_loss, val_loss,
 xi, state=None)`` returns the alpha gradient only (detached); weights' values and ``.grad`` are
 left exactly as they were (``torch.autograd.grad`` never accumulates into ``.grad``; finite
@@ -29,6 +32,7 @@ import torch
 
 from harness.methods.state import SearchState
 from harness.registry import Registry
+from harness.spaces.trial_axis import per_trial, trial_view
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]  # alpha -> loss on a fixed batch
 Coefficient = float | Callable[[SearchState], float]  # a constant or a schedule of the search state
@@ -91,10 +95,14 @@ class _Unroll:
     HVP = [grad_a L_train(w+, a) - grad_a L_train(w-, a)] / (2 eps), w+- = w +- eps v,
     v = grad_w' loss(w', a), eps = fd_radius / ||v|| (DARTS [004] Eq. 3, AllegroNAS Eq. 5).
     The weights sit at w' between construction and ``restore``; every HVP restores w first.
+
+    Over K trials (alpha (K, positions, ops), trial-major weights, losses summed over trials)
+    each trial has its own radius eps_t = fd_radius / ||v_t|| over its own slices of the weights.
     """
 
     def __init__(self, alpha, weights, train_loss: LossFn, xi: float, fd_radius: float) -> None:
         self.alpha, self.weights, self.train_loss, self.xi, self.fd_radius = alpha, weights, train_loss, xi, fd_radius
+        self.trials = alpha.shape[0] if alpha.dim() == 3 else 1
         self.backup = [w.detach().clone() for w in weights]
         grads = _grads(train_loss(alpha.detach()), weights)
         self.unrolled = [b - xi * g for b, g in zip(self.backup, grads)]
@@ -106,12 +114,27 @@ class _Unroll:
     def hypergradient(self, loss: LossFn) -> torch.Tensor:
         self._set(self.unrolled)
         d_alpha, *v = _grads(loss(self.alpha), [self.alpha, *self.weights])
+        if self.trials > 1:
+            return self._per_trial(d_alpha, v)
         eps = self.fd_radius / (math.sqrt(float(_dot(v, v))) + 1e-12)
         terms = []
         for sign in (1.0, -1.0):
             self._set([b + sign * eps * g for b, g in zip(self.backup, v)])
             terms.append(_grads(self.train_loss(self.alpha), [self.alpha])[0])
         return d_alpha - self.xi * (terms[0] - terms[1]) / (2 * eps)
+
+    def _per_trial(self, d_alpha: torch.Tensor, v: list[torch.Tensor]) -> torch.Tensor:
+        k = self.trials
+        # ||v_t|| summed as the single trial sums it (per parameter, then over parameters): the
+        # hypergradient is chaotic in float noise, so only the same order keeps trials comparable.
+        eps = [self.fd_radius / (math.sqrt(float(sum((x[t] * x[t]).sum() for x in (trial_view(y, k) for y in v))))
+                                 + 1e-12) for t in range(k)]
+        terms = []
+        for sign in (1.0, -1.0):
+            scale = torch.tensor([sign * e for e in eps], dtype=v[0].dtype, device=v[0].device)
+            self._set([b + per_trial(scale, x, k) * x for b, x in zip(self.backup, v)])
+            terms.append(_grads(self.train_loss(self.alpha), [self.alpha])[0])
+        return torch.stack([d_alpha[t] - self.xi * ((terms[0][t] - terms[1][t]) / (2 * eps[t])) for t in range(k)])
 
     def restore(self) -> None:
         self._set(self.backup)

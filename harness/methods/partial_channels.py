@@ -38,7 +38,8 @@ class PartialChannelSearch(ComposedSearch):
             raise ValueError(f"channel_fraction must be >= 1, got {self.channel_fraction}")
 
     def start(
-        self, ctx: MethodContext, space, epochs: int, op_mask: torch.Tensor | None = None, hooks: tuple | None = None
+        self, ctxs: list[MethodContext], space, epochs: int, op_mask: torch.Tensor | None = None,
+        hooks: tuple | None = None,
     ) -> SearchRun:
         if NEEDS not in getattr(space, "capabilities", ()):
             raise ValueError(f"{self.name} needs a space with {NEEDS} (the DARTS cell space), "
@@ -48,16 +49,23 @@ class PartialChannelSearch(ComposedSearch):
         space = space.with_partial_channels(self.channel_fraction)
         # The groups are the space's: set per trial (each trial builds its own method instance).
         self.relaxation = EdgeNormalizedSoftmax(space.node_groups())
-        run = super().start(ctx, space, epochs, op_mask, hooks)
-        gen = torch.Generator().manual_seed(ctx.streams.seed("init") + 1)
-        beta = ALPHA_INIT_SCALE * torch.randn(space.n_positions, 1, generator=gen)
-        run.alpha = torch.cat([run.alpha.detach(), beta.to(run.alpha.device)], dim=1).requires_grad_(True)
+        run = super().start(ctxs, space, epochs, op_mask, hooks)
+        betas = []
+        for ctx in ctxs:
+            gen = torch.Generator().manual_seed(ctx.streams.seed("init") + 1)
+            betas.append(ALPHA_INIT_SCALE * torch.randn(space.n_positions, 1, generator=gen))
+        beta = torch.stack(betas).to(run.alpha.device)
+        run.alpha = torch.cat([run.alpha.detach(), beta], dim=2).requires_grad_(True)
         if run.history is not None:
-            run.history = [run.alpha.detach().cpu().tolist()]
+            run.history = [[a.detach().cpu().tolist()] for a in run.alpha]
         return run
 
-    def finish(self, run: SearchRun) -> SearchOutcome:
-        outcome = super().finish(run)
+    def finish(self, run: SearchRun) -> list[tuple[SearchOutcome | None, str]]:
+        return [(None if outcome is None else self._split_beta(outcome), failure)
+                for outcome, failure in super().finish(run)]
+
+    @staticmethod
+    def _split_beta(outcome: SearchOutcome) -> SearchOutcome:
         outcome.extra["edge_betas"] = [row[-1] for row in outcome.final_alphas]
         outcome.final_alphas = [row[:-1] for row in outcome.final_alphas]
         if outcome.alpha_history is not None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from harness.methods.base import SearchOutcome
-from harness.methods.context import MethodContext
+from harness.methods.context import MethodContext, TrialDiverged
 from harness.methods.perturbations import ParameterFreeDropout
 from harness.methods.search import ComposedSearch
 
@@ -79,6 +79,16 @@ class ProgressiveSearch(ComposedSearch):
             mask[i, previous[source].topk(keep).indices] = True
         return mask
 
+    def search_trials(self, ctxs: list[MethodContext]) -> list[tuple[SearchOutcome | None, str]]:
+        """Stage by stage, one trial at a time (``trial_axis_reason``)."""
+        out = []
+        for ctx in ctxs:
+            try:
+                out.append((self.search(ctx), ""))
+            except TrialDiverged as exc:
+                out.append((None, str(exc)))
+        return out
+
     def search(self, ctx: MethodContext) -> SearchOutcome:
         _, kept, dropout = self.plan(ctx.space)
         if ctx.epochs < len(kept):
@@ -91,13 +101,17 @@ class ProgressiveSearch(ComposedSearch):
             if previous is not None:
                 mask = self.carry_mask(previous, space.n_positions, kept[stage])
             hooks = (*self.mix_hooks, ParameterFreeDropout(rate=dropout[stage]))
-            run = self.start(ctx, space, epochs, op_mask=mask, hooks=hooks)
+            run = self.start([ctx], space, epochs, op_mask=mask, hooks=hooks)
             self.optimize(run, epochs)
-            previous = self.relaxation.probabilities(run.masked(run.alpha.detach())).detach()
+            if run.batch.failures.reasons[0]:
+                raise TrialDiverged(run.batch.failures.reasons[0])
+            previous = self.relaxation.probabilities(run.masked(run.alpha[0].detach())).detach()
             previous = previous.masked_fill(torch.isnan(previous), 0.0)
             depth = {"cells": space.n_cells} if cells else {"layers": space.n_positions}
             stages.append({**depth, "epochs": epochs, "ops_kept": kept[stage]})
-        outcome = self.finish(run)
+        ((outcome, failure),) = self.finish(run)
+        if failure:
+            raise TrialDiverged(failure)
         outcome.extra["stages"] = stages
         outcome.extra["epochs_run"] = sum(s["epochs"] for s in stages[:-1]) + run.epochs_run
         return outcome

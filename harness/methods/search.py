@@ -20,34 +20,29 @@ gives exactly the numbers it gave before components existed.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 
 import torch
 
 from harness.methods.base import SearchOutcome
 from harness.methods.checkpoint import generator_states, restore_generators, to_cpu
-from harness.methods.context import MethodContext
+from harness.methods.context import MethodContext, TrialDiverged
 from harness.methods.discretization import ArgmaxDiscretization, PerturbationSelection
 from harness.methods.estimators import FirstOrder
 from harness.methods.relaxation import SoftmaxRelaxation
 from harness.methods.schedules import alpha_lr_factor, cosine, natural_exp_cosine, param_lr_factor
+from harness.methods.search_finish import SearchFinish
+from harness.methods.search_steps import SearchSteps
 from harness.methods.state import SearchState
-from harness.methods.supernet import Mixer, SearchRun, SupernetProbe, evaluating, mixed_ops
+from harness.methods.supernet import Mixer, SearchRun, SupernetProbe, evaluating
 from harness.methods.training import (
-    check_finite,
-    clip_gradients,
-    evaluate_metrics,
     make_weight_optimizer,
     set_lr,
-    task_loss,
-    train_network,
 )
+from harness.methods.trial_batch import TrialBatch
 from harness.spaces import PARAMETER_FREE_OPS
-from harness.tasks.base import Batch
 
 ALPHA_INIT_SCALE = 1e-3  # alpha ~ 1e-3 * N(0, 1), as in DARTS
-INHERITED_PREFIX = "inherited_"  # one-shot metrics of the derived genotype with the supernet's weights
 PARAM_LR_SCHEDULES = ("constant", "cosine", "natural-exp-cosine")
 HESSIAN_MODES = ("none", "end", "epochs")
 
@@ -61,7 +56,7 @@ def alpha_optimizer(alpha: torch.Tensor, hp) -> torch.optim.Optimizer:
 
 
 @dataclass
-class ComposedSearch:
+class ComposedSearch(SearchSteps, SearchFinish):
     """A differentiable-search method as a composition of components (see module docstring)."""
 
     name: str = "darts"
@@ -109,33 +104,69 @@ class ComposedSearch:
 
     # ----------------------------------------------------------------------------- search
     def search(self, ctx: MethodContext) -> SearchOutcome:
+        ((outcome, failure),) = self.search_trials([ctx])
+        if failure:
+            raise TrialDiverged(failure)
+        return outcome
+
+    def search_trials(self, ctxs: list[MethodContext]) -> list[tuple[SearchOutcome | None, str]]:
+        """The search of every trial in ``ctxs`` (one row, different seeds) as one computation:
+        per trial its outcome, or its failure reason."""
         if self.needs:
             raise ValueError(f"method {self.name!r} cannot run on the 1D problems: it needs {self.needs}")
-        run = self.start(ctx, ctx.space, ctx.epochs)
+        ctx = ctxs[0]
+        run = self.start(ctxs, ctx.space, ctx.epochs)
         self.optimize(run, ctx.epochs)
         return self.finish(run)
 
+    def trial_axis_reason(self, space) -> str:
+        """Empty when several trials of this method run as one computation on ``space``, else why
+        each trial runs alone (K = 1 of the same engine). The components named here act per trial
+        on the network's activations or the trial's whole run and are not on the trial axis yet."""
+        if "trial-axis" not in getattr(space, "capabilities", ()):
+            return f"space {getattr(space, 'name', space)!r} has no trial axis"
+        if type(self) is not ComposedSearch:
+            return f"{type(self).__name__} runs one trial at a time"
+        parts = [f"weight perturbation {type(self.weight_perturbation).__name__}"] if self.weight_perturbation else []
+        parts += [f"mix hook {type(h).__name__}" for h in self.mix_hooks]
+        if self.early_stopping is not None:
+            parts.append(f"early stopping {type(self.early_stopping).__name__}")
+        if self.ablation_weight:
+            parts.append("the ablation loss")
+        if self.pretrained_ops:
+            parts.append("pre-trained ops")
+        if isinstance(self.discretization, PerturbationSelection):
+            parts.append("discretization by perturbation")
+        if self.hessian == "epochs":
+            parts.append("per-epoch Hessian diagnostics")
+        return f"{', '.join(parts)}: one trial at a time" if parts else ""
+
     def start(
-        self, ctx: MethodContext, space, epochs: int, op_mask: torch.Tensor | None = None, hooks: tuple | None = None
+        self, ctxs: list[MethodContext], space, epochs: int, op_mask: torch.Tensor | None = None,
+        hooks: tuple | None = None,
     ) -> SearchRun:
-        streams = ctx.streams
-        with streams.seeded_init("init"):
-            model = space.supernet(ctx.ops, ctx.op_config).to(ctx.device)
-            alpha = (ALPHA_INIT_SCALE * torch.randn(space.n_positions, len(ctx.ops))).to(ctx.device)
+        ctx, k = ctxs[0], len(ctxs)
+        if k > 1 and self.trial_axis_reason(space):
+            raise ValueError(f"{self.name}: {self.trial_axis_reason(space)}")
+        supernets, alphas = [], []
+        for c in ctxs:
+            with c.streams.seeded_init("init"):
+                supernets.append(space.supernet(c.ops, c.op_config))
+                alphas.append(ALPHA_INIT_SCALE * torch.randn(space.n_positions, len(c.ops)))
+        model = (supernets[0] if k == 1 else space.stack_supernets(supernets, ctx.op_config)).to(ctx.device)
+        alpha = torch.stack(alphas).to(ctx.device)
         if self.init_op is not None:
             if self.init_op not in ctx.ops:
                 raise ValueError(f"init_op {self.init_op!r} is not a candidate op ({', '.join(ctx.ops)})")
-            alpha[:, ctx.ops.index(self.init_op)] += self.init_value
+            alpha[:, :, ctx.ops.index(self.init_op)] += self.init_value
         alpha.requires_grad_(True)
-        state = SearchState(
-            epochs=epochs,
-            steps_per_epoch=ctx.task.batches_per_epoch,
-            generator=streams.generator("arch"),
-            ops=tuple(ctx.ops),
-            parameter_free=torch.tensor([op in PARAMETER_FREE_OPS for op in ctx.ops], device=ctx.device),
-            space=space,
-            device=ctx.device,
-        )
+        parameter_free = torch.tensor([op in PARAMETER_FREE_OPS for op in ctx.ops], device=ctx.device)
+        states = [
+            SearchState(epochs=epochs, steps_per_epoch=ctx.task.batches_per_epoch,
+                        generator=c.streams.generator("arch"), ops=tuple(ctx.ops),
+                        parameter_free=parameter_free, space=space, device=ctx.device)
+            for c in ctxs
+        ]
         if self.pretrained_ops:
             self._load_pretrained(model, ctx, space)
         weights = [p for p in model.parameters() if p.requires_grad]
@@ -144,7 +175,9 @@ class ComposedSearch:
             hp = ctx.hp
             w_opt = make_weight_optimizer(weights, hp.param_optimizer, hp.param_lr,
                                           hp.param_weight_decay * self.weight_decay_factor, hp.param_momentum)
-        mixer = Mixer(state, tuple(self.mix_hooks if hooks is None else hooks), op_mask)
+        # The mixer is the loop's seam for hooks and masks; with K trials nothing needs it (trial_axis_reason).
+        mixer = Mixer(states[0], tuple(self.mix_hooks if hooks is None else hooks), op_mask) if k == 1 else None
+
         # Objectives and penalties that depend on the trial (per-op costs need problem and op sizes).
         def built(components):
             return [c.build(ctx, space) if hasattr(c, "build") else c for c in components]
@@ -152,17 +185,17 @@ class ComposedSearch:
         return SearchRun(
             objectives=built(self.objective_penalties),
             regularizers=built(self.regularizers),
-            ctx=ctx,
+            ctxs=list(ctxs),
             space=space,
             model=model,
             alpha=alpha,
-            state=state,
+            states=states,
             mixer=mixer,
-            data=streams.generator("data"),
-            noise=streams.generator("noise_op"),
+            batch=TrialBatch(ctxs),
             w_opt=w_opt,
             op_mask=op_mask,
-            history=[alpha.detach().cpu().tolist()] if ctx.record_alpha_history else None,
+            history=[[a.detach().cpu().tolist()] for a in alpha] if ctx.record_alpha_history else None,
+            combiner_weights=[[] for _ in ctxs],
         )
 
     def _param_lr(self, epoch: int, epochs: int, ctx: MethodContext) -> float:
@@ -177,11 +210,11 @@ class ComposedSearch:
         return lr
 
     def optimize(self, run: SearchRun, epochs: int) -> None:
-        ctx, state, model, alpha = run.ctx, run.state, run.model, run.alpha
+        ctx, model, alpha, failures = run.ctx, run.model, run.alpha, run.batch.failures
         task, hp = ctx.task, ctx.hp
         a_opt = alpha_optimizer(alpha, ctx.hp)
         weights = [p for p in model.parameters() if p.requires_grad]
-        probe = SupernetProbe(self, run)
+        probe = SupernetProbe(self, run) if run.k == 1 else None
         if self.early_stopping is not None:
             self.early_stopping.reset()
         if self.pretrained_ops:
@@ -193,7 +226,8 @@ class ComposedSearch:
         phase = checkpoint.phase("search") if checkpoint is not None else None
         first = self._restore(run, a_opt, checkpoint.resume(phase)) if checkpoint is not None else 0
         for epoch in range(first, epochs):
-            state.epoch = epoch
+            for state in run.states:
+                state.epoch = epoch
             if run.w_opt is not None:
                 set_lr(run.w_opt, self._param_lr(epoch, epochs, ctx))
             a_factor = alpha_lr_factor(
@@ -201,27 +235,33 @@ class ComposedSearch:
             )
             set_lr(a_opt, hp.alpha_lr * a_factor)
             for step in range(steps):
-                state.step = step
+                for state in run.states:
+                    state.step = step
                 batch = self._weight_step(run, weights, epoch, step) if run.w_opt is not None else None
+                if not failures.any_alive:
+                    return
                 if a_factor == 0.0 or (step + 1) % self.weight_steps_per_alpha_step:
                     continue
                 grad = self._alpha_gradient(run, weights, batch)
-                if not torch.isfinite(grad).all():
-                    check_finite(grad.sum(), f"in search (alpha step), epoch {epoch} step {step}")
+                self._fail_non_finite(run, grad, f"in search (alpha step), epoch {epoch} step {step}")
+                if not failures.any_alive:
+                    return
                 a_opt.zero_grad(set_to_none=True)
-                alpha.grad = grad
+                alpha.grad = torch.where(failures.active.view(-1, 1, 1), grad, torch.zeros_like(grad))
                 a_opt.step()
             run.epochs_run = epoch + 1
-            snapshot = alpha.detach().clone()
-            state.alpha_history.append(snapshot)
+            for state, snapshot in zip(run.states, alpha.detach().clone()):
+                state.alpha_history.append(snapshot)
             if run.history is not None:
-                run.history.append(snapshot.cpu().tolist())
-            if self.hessian == "epochs":
-                run.hessian_per_epoch.append(self._dominant_eigenvalue(probe, snapshot, state))
+                for history, snapshot in zip(run.history, alpha.detach()):
+                    history.append(snapshot.cpu().tolist())
+            snapshot = run.state.alpha_history[-1]
+            if self.hessian == "epochs":  # K = 1 (trial_axis_reason)
+                run.hessian_per_epoch.append(self._dominant_eigenvalue(probe, snapshot, run.state))
             stop = False
-            if self.early_stopping is not None:
-                with evaluating(model, state):
-                    stop = self.early_stopping.observe(epoch, snapshot, state, probe)
+            if self.early_stopping is not None:  # K = 1 (trial_axis_reason)
+                with evaluating(model, run.state):
+                    stop = self.early_stopping.observe(epoch, snapshot, run.state, probe)
                 run.stopped_early = stop and epoch + 1 < epochs
             if checkpoint is not None:
                 last = stop or epoch + 1 == epochs
@@ -229,23 +269,32 @@ class ComposedSearch:
             if stop:
                 break
 
+    @staticmethod
+    def _fail_non_finite(run: SearchRun, grad: torch.Tensor, where: str) -> None:
+        failures = run.batch.failures
+        bad = ~torch.isfinite(grad).flatten(1).all(dim=1) & failures.active
+        for t in torch.nonzero(bad).flatten().tolist():
+            failures.fail([t], f"diverged: non-finite loss ({float(grad[t].sum())}) {where}")
+
     # Everything the next epoch of a search depends on (harness.methods.checkpoint). Component
     # state beyond this is a function of the epoch and the streams, except early stopping's.
     def _checkpoint_state(self, run: SearchRun, a_opt, epoch: int, stopped: bool) -> dict:
-        state = run.state
         return to_cpu({
-            "epoch": epoch, "stopped": stopped, "model": run.model.state_dict(), "alpha": run.alpha.detach(),
-            "w_opt": run.w_opt.state_dict() if run.w_opt is not None else None, "a_opt": a_opt.state_dict(),
-            "generators": generator_states({"data": run.data, "noise": run.noise, "arch": state.generator}),
-            "history": run.history, "alpha_history": list(state.alpha_history), "epochs_run": run.epochs_run,
+            "trials": run.k, "epoch": epoch, "stopped": stopped, "model": run.model.state_dict(),
+            "alpha": run.alpha.detach(), "w_opt": run.w_opt.state_dict() if run.w_opt is not None else None,
+            "a_opt": a_opt.state_dict(), "batch_generators": run.batch.generator_states(),
+            "arch_generators": generator_states({str(t): s.generator for t, s in enumerate(run.states)}),
+            "failures": run.batch.failures.state(), "history": run.history,
+            "alpha_history": [list(s.alpha_history) for s in run.states], "epochs_run": run.epochs_run,
             "stopped_early": run.stopped_early, "hessian_per_epoch": list(run.hessian_per_epoch),
-            "combiner_weights": list(run.combiner_weights),
+            "combiner_weights": [list(w) for w in run.combiner_weights],
             "early_stopping": copy.deepcopy(vars(self.early_stopping)) if self.early_stopping is not None else None,
         })
 
     def _restore(self, run: SearchRun, a_opt, saved: dict | None) -> int:
-        """Load a checkpointed epoch into ``run``; the first epoch still to run (0 without one)."""
-        if saved is None:
+        """Load a checkpointed epoch into ``run``; the first epoch still to run (0 without one, or
+        with a checkpoint of another layout, e.g. written before the trial axis)."""
+        if saved is None or saved.get("trials") != run.k:
             return 0
         device = run.alpha.device
         run.model.load_state_dict(saved["model"])
@@ -254,216 +303,15 @@ class ComposedSearch:
         if run.w_opt is not None:
             run.w_opt.load_state_dict(saved["w_opt"])
         a_opt.load_state_dict(saved["a_opt"])
-        restore_generators({"data": run.data, "noise": run.noise, "arch": run.state.generator}, saved["generators"])
+        run.batch.restore_generators(saved["batch_generators"])
+        restore_generators({str(t): s.generator for t, s in enumerate(run.states)}, saved["arch_generators"])
+        run.batch.failures.load(saved["failures"])
         run.history = saved["history"]
-        run.state.alpha_history = [a.to(device) for a in saved["alpha_history"]]
+        for state, history in zip(run.states, saved["alpha_history"]):
+            state.alpha_history = [a.to(device) for a in history]
+            state.epoch = saved["epoch"]
         run.epochs_run, run.stopped_early = saved["epochs_run"], saved["stopped_early"]
         run.hessian_per_epoch, run.combiner_weights = saved["hessian_per_epoch"], saved["combiner_weights"]
         if self.early_stopping is not None and saved["early_stopping"] is not None:
             vars(self.early_stopping).update(saved["early_stopping"])
-        run.state.epoch = saved["epoch"]
-        return run.state.epochs if saved["stopped"] else saved["epoch"] + 1
-
-    def _loss(self, run: SearchRun, alpha_for_mix: torch.Tensor, batch) -> torch.Tensor:
-        weights = self.relaxation.weights(run.masked(alpha_for_mix), run.state)
-        return task_loss(run.model, run.ctx.task, batch, run.noise, weights, run.mixer)
-
-    def _weight_step(self, run: SearchRun, weights: list, epoch: int, step: int) -> tuple:
-        """One weight step on a fresh training batch; returns the batch (the alpha step's L_train)."""
-        batch = run.ctx.task.sample(run.data, "train")
-        mix_alpha = run.alpha.detach()
-        if self.weight_perturbation is not None:
-            replay = self._replayer(run)
-
-            def train_loss(a):
-                replay()
-                return self._loss(run, a, batch)
-
-            mix_alpha = self.weight_perturbation.perturb(mix_alpha, train_loss, run.state)
-            replay()
-        loss = self._loss(run, mix_alpha.detach(), batch)
-        check_finite(loss, f"in search (weight step), epoch {epoch} step {step}")
-        run.w_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_gradients(weights, run.ctx.hp.grad_clip)
-        run.w_opt.step()
-        return batch
-
-    @staticmethod
-    def _replayer(run: SearchRun):
-        """Every loss evaluation of one step must see the same random draws (relaxation
-        samples, perturbations, the noise op's noise): finite differences and PGD compare
-        losses, and fresh noise in each would swamp the differences."""
-        saved = [(g, g.get_state()) for g in (run.state.generator, run.noise) if g is not None]
-
-        def replay() -> None:
-            for generator, snapshot in saved:
-                generator.set_state(snapshot)
-
-        return replay
-
-    def _alpha_gradient(self, run: SearchRun, weights: list, batch: tuple | None) -> torch.Tensor:
-        """L_train uses the weight step's batch (as DARTS does); L_val a fresh validation batch."""
-        ctx, state, alpha = run.ctx, run.state, run.alpha
-        train_batch = batch if batch is not None else ctx.task.sample(run.data, "train")
-        val_batch = ctx.task.sample(run.data, "val")
-        replay = self._replayer(run)
-
-        def train_loss(a, b=train_batch):
-            replay()
-            return self._loss(run, a, b)
-
-        def val_loss(a, b=val_batch):
-            replay()
-            return self._loss(run, a, b)
-
-        xi = ctx.hp.param_lr
-        grad = self.estimator.alpha_gradient(alpha, weights, train_loss, val_loss, xi, state)
-        for reg in run.regularizers:
-            grad = grad * getattr(reg, "loss_scale", 1.0)
-        if self.combiner is not None:
-            grads = [grad]
-            if self.adversarial_epsilon is not None:
-                grads.append(self._adversarial_gradient(run, weights, train_loss, val_batch, xi, replay))
-            for objective in run.objectives:
-                a = alpha.detach().requires_grad_(True)
-                (g,) = torch.autograd.grad(objective.penalty(a, state), [a])
-                grads.append(g)
-            grad, gammas = self.combiner.combine(grads)
-            run.combiner_weights.append([float(g) for g in gammas])
-        if run.regularizers:
-            a = alpha.detach().requires_grad_(True)
-            penalty = sum(reg.penalty(a, state) for reg in run.regularizers)
-            (g,) = torch.autograd.grad(penalty, [a], allow_unused=True)
-            if g is not None:
-                grad = grad + g
-        if self.ablation_weight:
-            grad = grad + self.ablation_weight * self._ablation_gradient(run, val_batch, replay)
-        return grad.detach()
-
-    def _adversarial_gradient(self, run, weights, train_loss, val_batch: Batch, xi, replay) -> torch.Tensor:
-        from harness.methods.perturbations import fgsm_measurement
-
-        def loss_of_input(inputs):
-            replay()
-            return self._loss(run, run.alpha.detach(), Batch(inputs, val_batch.targets))
-
-        adversarial = Batch(fgsm_measurement(val_batch.inputs, loss_of_input, self.adversarial_epsilon),
-                            val_batch.targets)
-
-        def adv_val_loss(a):
-            replay()
-            return self._loss(run, a, adversarial)
-
-        return self.estimator.alpha_gradient(run.alpha, weights, train_loss, adv_val_loss, xi, run.state)
-
-    def _ablation_gradient(self, run: SearchRun, val_batch: Batch, replay) -> torch.Tensor:
-        """Gradient rows of D-DARTS's ablation loss ([002] Eqs 4.2-4.5), row i from cell i's own loss.
-
-        M_i = L(C) - L(C without cell i), L_AB^i = (M_i - mean M) / mean M. Cell i is
-        deactivated (identity in the sequential space, removed edge otherwise), so L(C without i)
-        does not depend on alpha_i and d L_AB^i / d alpha_i = g_i / m - M_i * s_i / (n m^2),
-        with g = grad L(C), s = grad sum_j M_j and m = mean M: two backward passes, not n.
-        Each of the 10 layers of the sequential space is a "cell" (METHODS.md M45, CPU note)."""
-        a = run.alpha.detach().requires_grad_(True)
-        n = a.shape[0]
-        mode = "identity" if "layers" in getattr(run.space, "capabilities", ()) else "zero"
-        full = self._replayed_loss(run, a, val_batch, replay)
-        contributions = []
-        for i in range(n):
-            run.mixer.deactivated = {i: mode}
-            try:
-                contributions.append(full - self._replayed_loss(run, a, val_batch, replay))
-            finally:
-                run.mixer.deactivated = {}
-        m_all = torch.stack(contributions)
-        mean = m_all.mean()
-        if abs(float(mean.detach())) < 1e-12:
-            return torch.zeros_like(a)
-        g_full, g_sum = (
-            torch.autograd.grad(full, [a], retain_graph=True)[0],
-            torch.autograd.grad(m_all.sum(), [a])[0],
-        )
-        m_det = m_all.detach().unsqueeze(1)
-        return g_full / mean.detach() - m_det * g_sum / (n * mean.detach() ** 2)
-
-    def _replayed_loss(self, run, a, batch: Batch, replay) -> torch.Tensor:
-        replay()
-        return self._loss(run, a, batch)
-
-    def _dominant_eigenvalue(self, probe: SupernetProbe, alpha: torch.Tensor, state: SearchState) -> float:
-        from harness.methods.hessian import dominant_eigenvalue
-
-        # The power iteration's start vector has its own fixed seed: diagnostics must not
-        # advance the trial's streams (a run with diagnostics equals one without).
-        gen = torch.Generator().manual_seed(12345 + state.epoch)
-        try:
-            return float(
-                dominant_eigenvalue(
-                    probe.val_loss, alpha.detach(), method="auto", iterations=self.hessian_iterations, generator=gen
-                )
-            )
-        except (RuntimeError, ValueError):
-            return math.nan
-
-    # ----------------------------------------------------------------------------- finish
-    def finish(self, run: SearchRun) -> SearchOutcome:
-        ctx, state = run.ctx, run.state
-        rollback = getattr(self.early_stopping, "rollback_alpha", None) if self.early_stopping else None
-        final = (rollback if rollback is not None else run.alpha).detach()
-        if not torch.isfinite(final).all():
-            check_finite(final.sum(), "in the final architecture parameters")
-        with evaluating(run.model, state):
-            mix = self.relaxation.weights(run.masked(final), None)
-            oneshot_metrics = evaluate_metrics(run.model, ctx, mix, run.mixer)
-        probe = SupernetProbe(self, run)
-        extra: dict = {"epochs_run": run.epochs_run, "stopped_early": run.stopped_early}
-        if self.hessian != "none":
-            extra["hessian_eigenvalue"] = self._dominant_eigenvalue(probe, final, state)
-        if run.hessian_per_epoch:
-            extra["hessian_eigenvalue_per_epoch"] = run.hessian_per_epoch
-        if self.early_stopping is not None:
-            extra["early_stopping_signal"] = [float(v) for v in self.early_stopping.signal]
-        if run.combiner_weights:
-            extra["combiner_weights_mean"] = torch.tensor(run.combiner_weights).mean(0).tolist()
-        probs = self.relaxation.probabilities(run.masked(final))
-        if isinstance(self.discretization, PerturbationSelection):
-            genotype = self.discretization.genotype(run.space, probs, ctx.ops, probe)
-        else:
-            genotype = self.discretization.genotype(run.space, probs, ctx.ops)
-        if "genotype-mask" in getattr(run.space, "capabilities", ()):
-            # The derived architecture inside the supernet, with the supernet's weights (issue 12).
-            with evaluating(run.model, state):
-                mask = run.space.genotype_weights(genotype, ctx.ops).to(final.device)
-                inherited = evaluate_metrics(run.model, ctx, mask, run.mixer)
-            oneshot_metrics.update({f"{INHERITED_PREFIX}{k}": v for k, v in inherited.items()})
-        return SearchOutcome(
-            genotype=genotype,
-            oneshot_score=oneshot_metrics[ctx.task.primary],
-            oneshot_metrics=oneshot_metrics,
-            final_alphas=final.cpu().tolist(),
-            alpha_history=run.history,
-            extra=extra,
-        )
-
-    # ------------------------------------------------------------------------- DAS-single
-    def _load_pretrained(self, model, ctx: MethodContext, space) -> None:
-        """[001] §5.4: train the all-lgd and all-net networks, copy their layers into the
-        supernet's lgd / net candidates and freeze every weight (roll and noise have none)."""
-        if "layers" not in getattr(space, "capabilities", ()):
-            raise ValueError("DAS-single's pre-trained ops are defined for a space of layers (the sequential one) only")
-        epochs = ctx.epochs if self.pretrain_epochs is None else int(self.pretrain_epochs)
-        targets = mixed_ops(model)
-        for index, op in enumerate(("lgd", "net")):
-            if op not in ctx.ops:
-                continue
-            child = ctx.streams.child(index)
-            with child.seeded_init("retrain_init"):
-                network = space.network(space.uniform_genotype(op), ctx.op_config).to(ctx.device)
-            sub_ctx = MethodContext(**{**ctx.__dict__, "epochs": epochs, "streams": child})
-            train_network(network, sub_ctx, child.generator("retrain_data"), child.generator("noise_op"), split="train")
-            k = ctx.ops.index(op)
-            for target, source in zip(targets, mixed_ops(network)):
-                target.ops[k].load_state_dict(source.ops[0].state_dict())
-        for p in model.parameters():
-            p.requires_grad_(False)
+        return run.states[0].epochs if saved["stopped"] else saved["epoch"] + 1

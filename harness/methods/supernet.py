@@ -14,12 +14,14 @@ from harness.methods.context import MethodContext
 from harness.methods.discretization import ArgmaxDiscretization, PerturbationSelection
 from harness.methods.state import SearchState
 from harness.methods.training import check_finite, task_loss
+from harness.methods.trial_batch import TrialBatch
 from harness.spaces.ops import MixedOp
 
 if TYPE_CHECKING:
     from harness.methods.search import ComposedSearch
 
 PROBE_BATCHES = 4
+PROBE_SEED_OFFSET = 2  # probe batches come from the trial's eval seed + 2, their noise from + 3
 
 
 def mixed_ops(model: torch.nn.Module) -> list[MixedOp]:
@@ -109,9 +111,9 @@ class SupernetProbe:
     def __init__(self, search: ComposedSearch, run: SearchRun) -> None:
         self.search, self.run = search, run
         ctx = run.ctx
-        gen = torch.Generator().manual_seed(ctx.streams.seed("eval") + 2)
+        gen = torch.Generator().manual_seed(ctx.streams.seed("eval") + PROBE_SEED_OFFSET)
         self.batches = [ctx.task.sample(gen, "val") for _ in range(PROBE_BATCHES)]
-        self.noise_seed = ctx.streams.seed("eval") + 3
+        self.noise_seed = ctx.streams.seed("eval") + PROBE_SEED_OFFSET + 1
 
     def _loss(self, weights, batch) -> torch.Tensor:
         noise = torch.Generator().manual_seed(self.noise_seed)
@@ -152,27 +154,61 @@ class SupernetProbe:
 
 @dataclass
 class SearchRun:
-    """Everything one search run holds (a P-DARTS stage is one run)."""
+    """Everything one search run of K trials holds (a P-DARTS stage is one run).
 
-    ctx: MethodContext
+    ``alpha`` is (K, positions, ops); ``states`` holds each trial's search state (its own "arch"
+    stream); ``batch`` each trial's data and noise streams and failures. K = 1 is the loop: one
+    single-trial supernet, and the ``ctx``/``state``/``data``/``noise`` of that trial."""
+
+    ctxs: list[MethodContext]
     space: object
     model: torch.nn.Module
     alpha: torch.Tensor
-    state: SearchState
-    mixer: Mixer
-    data: torch.Generator
-    noise: torch.Generator
+    states: list[SearchState]
+    mixer: Mixer | None
+    batch: TrialBatch
     w_opt: torch.optim.Optimizer | None
     op_mask: torch.Tensor | None = None
-    history: list | None = None
+    history: list[list] | None = None  # per trial
     epochs_run: int = 0
     stopped_early: bool = False
     hessian_per_epoch: list = field(default_factory=list)
-    combiner_weights: list = field(default_factory=list)
+    combiner_weights: list[list] = field(default_factory=list)  # per trial
     objectives: list = field(default_factory=list)
     regularizers: list = field(default_factory=list)
+
+    @property
+    def k(self) -> int:
+        return len(self.ctxs)
+
+    @property
+    def ctx(self) -> MethodContext:
+        return self.ctxs[0]
+
+    @property
+    def state(self) -> SearchState:
+        return self.states[0]
+
+    @property
+    def data(self) -> torch.Generator:
+        return self.batch.data[0]
+
+    @property
+    def noise(self) -> torch.Generator:
+        return self.batch.noise_generators[0]
 
     def masked(self, alpha: torch.Tensor) -> torch.Tensor:
         if self.op_mask is None:
             return alpha
         return alpha.masked_fill(~self.op_mask, float("-inf"))
+
+    def single(self, trial: int) -> SearchRun:
+        """Trial ``trial`` alone (its own supernet taken out of the K-trial one): per-trial probes."""
+        if self.k == 1:
+            return self
+        ctx = self.ctxs[trial]
+        model = self.space.unstack_supernet(self.model, trial, ctx.ops, ctx.op_config)
+        state = self.states[trial]
+        return SearchRun(ctxs=[ctx], space=self.space, model=model, alpha=self.alpha[trial : trial + 1],
+                         states=[state], mixer=Mixer(state), batch=TrialBatch([ctx]), w_opt=None,
+                         op_mask=self.op_mask)

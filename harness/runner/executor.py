@@ -62,13 +62,13 @@ def process_alive(pid: int) -> bool:
 
 
 def _run_chunk(
-    specs: list[TrialSpec], threads: int, engine: str = "loop", parent_pid: int | None = None,
+    specs: list[TrialSpec], threads: int, batched: bool = True, parent_pid: int | None = None,
     device: str | None = None, checkpoint_dir: str | None = None,
 ) -> list[TrialResult]:
     _worker_init(threads, parent_pid)
     from harness.runner.trial import run_batch
 
-    return run_batch(specs, device=device, engine=engine, checkpoint_dir=checkpoint_dir)
+    return run_batch(specs, device=device, batched=batched, checkpoint_dir=checkpoint_dir)
 
 
 def _chunks(specs: list[TrialSpec], size: int) -> list[list[TrialSpec]]:
@@ -103,7 +103,7 @@ def plan_batches(
     """Group specs that differ only in seed and cut each group into batches of at most
     ``max_batch``, as many as a multiple of ``workers`` when the group is big enough, so every
     worker gets an equal share of a large row. A row that ``batchable`` rejects (its method runs
-    in the loop engine) goes one trial per batch: a batch returns its results only when all of
+    alone, ``batching_reason``) goes one trial per batch: a batch returns its results only when all of
     them are done, so loop trials grouped together would wait unstored for their batch mates."""
     groups: dict[RowSpec, list[TrialSpec]] = {}  # trials of one row differ only in seed
     for spec in specs:
@@ -128,30 +128,35 @@ def iter_results(
     workers: int = 1,
     threads_per_worker: int = 1,
     batch_size: int | None = None,
-    engine: str = "loop",
     device: str | None = None,
     checkpoint_dir: str | None = None,
 ) -> Iterator[TrialResult]:
-    """Yield results as they finish. ``workers`` <= 1 runs in this process. With the batched
-    engine specs are planned into batches (``batch_size`` seeds at most; None: automatic).
-    ``device``: where trials run (None: a GPU when present, else the CPU)."""
-    if engine == "loop":
+    """Yield results as they finish. ``workers`` <= 1 runs in this process. The trials of a row
+    are planned into batches of ``batch_size`` seeds at most (None: automatic) that run as one
+    computation; ``batch_size`` 1 runs every trial alone. ``device``: where trials run (None: a
+    GPU when present, else the CPU)."""
+    batched = batch_size != 1
+    if not batched:
         chunks = _chunks(specs, 1)
     else:
-        from harness.runner.trial import engine_for
+        from harness.runner.trial import batching_reason
+
+        reasons: dict = {}
 
         def batchable(spec: TrialSpec) -> bool:
-            return engine_for(spec, engine)[0] == "batched"
+            if spec.row not in reasons:
+                reasons[spec.row] = batching_reason(spec)
+            return not reasons[spec.row]
 
         chunks = plan_batches(specs, max(workers, 1), batch_size or auto_batch_size(workers), batchable)
     if workers <= 1:
         for chunk in chunks:
-            yield from _run_chunk(chunk, threads_per_worker, engine, None, device, checkpoint_dir)
+            yield from _run_chunk(chunk, threads_per_worker, batched, None, device, checkpoint_dir)
         return
     from joblib import delayed
 
     me = os.getpid()
-    jobs = (delayed(_run_chunk)(chunk, threads_per_worker, engine, me, device, checkpoint_dir) for chunk in chunks)
+    jobs = (delayed(_run_chunk)(chunk, threads_per_worker, batched, me, device, checkpoint_dir) for chunk in chunks)
     for chunk_results in as_completed(jobs, workers):
         yield from chunk_results
 
@@ -175,7 +180,6 @@ def run_specs(
     progress: bool = True,
     threads_per_worker: int = 1,
     on_result: Callable[[TrialResult], None] | None = None,
-    engine: str = "loop",
     batch_size: int | None = None,
     device: str | None = None,
 ) -> list[TrialResult]:
@@ -189,7 +193,7 @@ def run_specs(
     stored: set[str] = set()
     bar = progress_bar(len(specs), progress, desc="trials", unit="trial")
     try:
-        for result in iter_results(specs, workers, threads_per_worker, batch_size, engine, device,
+        for result in iter_results(specs, workers, threads_per_worker, batch_size, device,
                                    None if folder is None else str(folder)):
             if store is not None:
                 store.append(result)

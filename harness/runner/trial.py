@@ -79,8 +79,8 @@ def deterministic_kernels() -> None:
 
 
 def run_trial(spec: TrialSpec, device: torch.device | str | None = None, checkpoint_dir=None) -> TrialResult:
-    """One trial in the loop engine; with ``checkpoint_dir`` it saves every epoch there and
-    resumes from what an earlier, killed run of it saved."""
+    """One trial alone (K = 1 of the engine: the single-trial networks); with ``checkpoint_dir``
+    it saves every epoch there and resumes from what an earlier, killed run of it saved."""
     start = time.perf_counter()
     result = TrialResult(spec=spec, status=STATUS_FAILED, metric=primary_metric(spec.dataset))
     try:
@@ -193,53 +193,49 @@ def share_runtimes(live: list[TrialResult], start: float, search_s: float, retra
         result.extra["batch_wall_s"] = wall
 
 
-ENGINES = ("auto", "batched", "loop")
-
-
-
-
-def engine_for(spec: TrialSpec, engine: str = "auto") -> tuple[str, str]:
-    """('batched' | 'loop', why it is the loop) for a spec under the requested engine."""
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    if engine == "loop":
-        return "loop", "the loop engine was requested"
-    from harness.batched.engine import unsupported_reason
+def batching_reason(spec: TrialSpec) -> str:
+    """Empty when the trials of ``spec``'s row run as one computation (K seeds on the trial axis),
+    else why each of them runs alone (K = 1 of the same engine)."""
+    from harness.methods import ComposedSearch
+    from harness.methods.baselines import RandomArchitecture, RandomSearch, SingleOp
 
     try:
         method, ctx = build_context(spec, "cpu")
     except Exception as exc:  # the trial itself will record this failure
-        return "loop", f"the trial cannot be built ({exc})"
-    reason = unsupported_reason(method, ctx)
-    return ("loop", reason) if reason else ("batched", "")
+        return f"the trial cannot be built ({exc})"
+    if isinstance(method, ComposedSearch):
+        return method.trial_axis_reason(ctx.space)
+    if not isinstance(method, (SingleOp, RandomArchitecture, RandomSearch)):
+        return f"method {getattr(method, 'name', method)!r} has no trial-axis implementation"
+    if "trial-axis" not in getattr(ctx.space, "capabilities", ()):
+        return f"space {spec.space!r} has no trial axis"
+    return ""
 
 
 def run_batch(
-    specs: list[TrialSpec], device: torch.device | str | None = None, engine: str = "loop", checkpoint_dir=None
+    specs: list[TrialSpec], device: torch.device | str | None = None, batched: bool = True, checkpoint_dir=None
 ) -> list[TrialResult]:
-    """The runner's batch interface. ``engine="loop"``: trials one after another. ``"batched"`` or
-    ``"auto"``: specs that differ only in seed run as one computation where the method supports it
-    (``harness.batched``), the rest in the loop."""
-    if engine == "loop" or len(specs) <= 1 and engine == "auto":
+    """The runner's batch interface: the trials of each row (specs that differ only in seed) run as
+    one computation where their method allows it (``batching_reason``), the rest one by one;
+    ``batched=False`` runs every trial alone."""
+    if not batched:
         return [run_trial(s, device, checkpoint_dir) for s in specs]
     groups: dict[RowSpec, list[TrialSpec]] = {}  # trials of one row differ only in seed
     for spec in specs:
         groups.setdefault(spec.row, []).append(spec)
     done: dict[str, TrialResult] = {}
     for group in groups.values():
-        kind, _ = engine_for(group[0], engine)
-        if kind == "batched":
-            results = _run_batched(group, device, checkpoint_dir)
-        else:
+        if batching_reason(group[0]):
             results = [run_trial(s, device, checkpoint_dir) for s in group]
+        else:
+            results = run_trials(group, device, checkpoint_dir)
         done.update((r.spec.trial_id, r) for r in results)
     return [done[s.trial_id] for s in specs]
 
 
-def _run_batched(specs: list[TrialSpec], device, checkpoint_dir=None) -> list[TrialResult]:
-    from harness.batched.engine import FixedJob, search_das, train_fixed
-    from harness.methods import ComposedSearch, SearchOutcome
-    from harness.methods.baselines import RandomArchitecture, RandomSearch, SingleOp
+def run_trials(specs: list[TrialSpec], device=None, checkpoint_dir=None) -> list[TrialResult]:
+    """The trials of one row as one computation (``harness.runner.trial_axis``)."""
+    from harness.runner.trial_axis import run_trial_axis
 
     start = time.perf_counter()
     results = [TrialResult(spec=s, status=STATUS_FAILED) for s in specs]
@@ -259,83 +255,19 @@ def _run_batched(specs: list[TrialSpec], device, checkpoint_dir=None) -> list[Tr
         return results
     for result in live:
         result.extra["batch_size"] = k
-    search_s = retrain_s = 0.0
-    if "trial-axis" in getattr(ctxs[0].space, "capabilities", ()):
-        from harness.runner.trial_axis import run_trial_axis
-
-        ctxs[0].checkpoint = for_batch(checkpoint_dir, [r.spec.trial_id for r in live])
-        if k > 1:
-            run_trial_axis(method, live, ctxs, start)
-            return results
-        # K = 1 networks use ungrouped convolutions, whose float rounding differs from the grouped
-        # ones of any K >= 2; a lone trial (the last of a resumed row) therefore runs beside a
-        # shadow copy of itself, so its result does not depend on how the runner batched it.
-        _, shadow_ctx = build_context(live[0].spec, device)
-        shadow = TrialResult(spec=live[0].spec, status=STATUS_FAILED, metric=live[0].metric)
-        run_trial_axis(method, [live[0], shadow], [ctxs[0], shadow_ctx], start)
-        lone = live[0]
-        lone.runtime_s, lone.search_runtime_s, lone.retrain_runtime_s = (
-            2 * lone.runtime_s, 2 * lone.search_runtime_s, 2 * lone.retrain_runtime_s)
-        lone.extra["shadow_copy"] = True
+    ctxs[0].checkpoint = for_batch(checkpoint_dir, [r.spec.trial_id for r in live])
+    if k > 1:
+        run_trial_axis(method, live, ctxs, start)
         return results
-    try:
-        if isinstance(method, ComposedSearch):
-            searched = search_das(ctxs)
-            search_s = time.perf_counter() - start
-            jobs, owners = [], []
-            for result, ctx, found in zip(live, ctxs, searched):
-                if found.failure:
-                    result.failure_reason = found.failure
-                    continue
-                _take_outcome(result, found.outcome, ctx)
-                jobs.append(FixedJob(ctx, found.outcome.genotype, ctx.streams))
-                owners.append(result)
-            t = time.perf_counter()
-            for result, fixed in zip(owners, train_fixed(jobs) if jobs else []):
-                result.arch_score, result.failure_reason = fixed.score, fixed.failure
-            retrain_s = time.perf_counter() - t
-        elif isinstance(method, RandomSearch):
-            _random_search_batched(method, live, ctxs)
-            retrain_s = time.perf_counter() - start
-        else:
-            if isinstance(method, SingleOp):
-                genotypes = [ctx.space.uniform_genotype(method.op) for ctx in ctxs]
-            elif isinstance(method, RandomArchitecture):
-                genotypes = [ctx.space.random_genotype(ctx.ops, ctx.streams.generator("arch")) for ctx in ctxs]
-            else:  # engine_for() only sends supported methods here
-                raise TypeError(f"no batched implementation for {type(method).__name__}")
-            for result, ctx, genotype in zip(live, ctxs, genotypes):
-                _take_outcome(result, SearchOutcome(genotype=genotype), ctx)
-            jobs = [FixedJob(c, g, c.streams) for c, g in zip(ctxs, genotypes)]
-            for result, fixed in zip(live, train_fixed(jobs)):
-                result.arch_score, result.failure_reason = fixed.score, fixed.failure
-            retrain_s = time.perf_counter() - start
-        finish_each(live, ctxs)
-    except Exception as exc:  # noqa: BLE001
-        fail_unfinished(live, exc)
-    share_runtimes(live, start, search_s, retrain_s)
+    # One trial alone runs the single-trial modules, whose float rounding differs from the K-trial
+    # ones (grouped convolutions, the fused CNN kernel); a lone trial (the last of a resumed row)
+    # therefore runs beside a shadow copy of itself, so its result does not depend on how the
+    # runner batched it.
+    _, shadow_ctx = build_context(live[0].spec, device)
+    shadow = TrialResult(spec=live[0].spec, status=STATUS_FAILED, metric=live[0].metric)
+    run_trial_axis(method, [live[0], shadow], [ctxs[0], shadow_ctx], start)
+    lone = live[0]
+    lone.runtime_s, lone.search_runtime_s, lone.retrain_runtime_s = (
+        2 * lone.runtime_s, 2 * lone.search_runtime_s, 2 * lone.retrain_runtime_s)
+    lone.extra["shadow_copy"] = True
     return results
-
-
-def _random_search_batched(method, live: list[TrialResult], ctxs: list[MethodContext]) -> None:
-    """Random search's k candidates of every trial, trained as one batch (same streams as the loop)."""
-    from harness.batched.engine import FixedJob, train_fixed
-    from harness.methods.baselines import best_candidate, random_candidates
-
-    jobs = [FixedJob(ctx, genotype, child) for ctx in ctxs for genotype, child in random_candidates(ctx, method.k)]
-    outcomes = train_fixed(jobs)
-    for t, (result, ctx) in enumerate(zip(live, ctxs)):
-        candidates = []
-        for i in range(method.k):
-            job, fixed = jobs[t * method.k + i], outcomes[t * method.k + i]
-            score = fixed.score if not fixed.failure else math.nan
-            candidates.append({"genotype": job.genotype, "score": score, "failure_reason": fixed.failure})
-        try:
-            best = best_candidate(candidates, ctx.task.primary)
-        except TrialDiverged as exc:
-            result.failure_reason = str(exc)
-            continue
-        result.genotype, result.arch_score = best["genotype"], best["score"]
-        result.n_param_free_ops = sum(op in PARAMETER_FREE_OPS for op in ctx.space.flatten(best["genotype"]))
-        finite = [c for c in candidates if math.isfinite(c["score"])]
-        result.extra.update(candidates=candidates, n_failed_candidates=method.k - len(finite))

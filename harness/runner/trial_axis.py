@@ -1,8 +1,8 @@
-"""Trials of one row on a space with a trial axis (the DARTS cell space), run as one batch.
+"""Trials of one row, different seeds, run as one computation (the engine's trial axis).
 
-The loop's ``run_trial`` per trial, through ``harness.batched.cells``: search (DARTS first
-order) or pick (Random, single op), retrain every genotype as one computation, score; random
-search retrains all k candidates of all trials at once and keeps each trial's best on validation.
+``run_trial`` per trial, at once: search (``method.search_trials``) or pick (Random, single op),
+retrain every genotype as one computation (``harness.methods.retrain``), score; random search
+retrains all k candidates of all trials at once and keeps each trial's best on validation.
 Failures stay per trial; runtimes are the batch's wall time shared equally.
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 import time
 
-from harness.batched.cells import CellJob, search_cells, train_cells
 from harness.methods import ComposedSearch, SearchOutcome
 from harness.methods.baselines import RandomArchitecture, RandomSearch, SingleOp, best_candidate, random_candidates
 from harness.methods.context import MethodContext, TrialDiverged
+from harness.methods.retrain import RetrainJob, retrain_trials
 from harness.methods.training import arch_metrics
 from harness.runner.spec import TrialResult
 from harness.runner.trial import _take_outcome, fail_unfinished, finish_each, note_resumed, share_runtimes
@@ -27,7 +27,7 @@ def run_trial_axis(method, live: list[TrialResult], ctxs: list[MethodContext], s
             _random_search(method, live, ctxs)
         else:
             if isinstance(method, ComposedSearch):
-                outcomes = search_cells(method, ctxs)
+                outcomes = method.search_trials(ctxs)
                 search_s = time.perf_counter() - start
             elif isinstance(method, SingleOp):
                 outcomes = [(SearchOutcome(genotype=c.space.uniform_genotype(method.op)), "") for c in ctxs]
@@ -42,9 +42,9 @@ def run_trial_axis(method, live: list[TrialResult], ctxs: list[MethodContext], s
                     result.failure_reason = failure
                     continue
                 _take_outcome(result, outcome, ctx)
-                jobs.append(CellJob(ctx, outcome.genotype, ctx.streams))
+                jobs.append(RetrainJob(ctx, outcome.genotype, ctx.streams))
                 owners.append(result)
-            for result, scores in zip(owners, train_cells(jobs) if jobs else []):
+            for result, scores in zip(owners, retrain_trials(jobs) if jobs else []):
                 _take_scores(result, scores)
         finish_each(live, ctxs)
     except Exception as exc:  # noqa: BLE001
@@ -64,8 +64,8 @@ def _take_scores(result: TrialResult, scores) -> None:
 
 def _random_search(method: RandomSearch, live: list[TrialResult], ctxs: list[MethodContext]) -> None:
     """Every trial's k candidates in one batch (each candidate on its child streams, as in the loop)."""
-    jobs = [CellJob(ctx, genotype, child) for ctx in ctxs for genotype, child in random_candidates(ctx, method.k)]
-    scored = train_cells(jobs)
+    jobs = [RetrainJob(ctx, genotype, child) for ctx in ctxs for genotype, child in random_candidates(ctx, method.k)]
+    scored = retrain_trials(jobs)
     for t, (result, ctx) in enumerate(zip(live, ctxs)):
         primary = ctx.task.primary
         candidates = []

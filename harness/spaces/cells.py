@@ -35,25 +35,31 @@ from harness.spaces.darts_cell import (
     unstack_trial,
 )
 from harness.spaces.darts_cell.discretize import threshold_cell
+from harness.spaces.trial_axis import clip_per_trial
 
 CELL_TYPES = ("normal", "reduce")
 
 
 class CellSupernet(nn.Module):
-    """One trial's supernet: ``forward(images, weights)`` with relaxed weights (positions x ops)."""
+    """The supernet of ``trials`` trials: ``forward(images, weights)`` with relaxed weights,
+    (positions x ops) for one trial or (trials, positions, ops); logits (N, classes) or (K, N, classes)."""
 
-    def __init__(self, config: SearchConfig) -> None:
+    def __init__(self, config: SearchConfig, trials: int = 1, net: SearchNetwork | None = None) -> None:
         super().__init__()
-        self.net = SearchNetwork(config, n_trials=1)
+        self.net = net if net is not None else SearchNetwork(config, n_trials=trials)
+        self.trials = self.net.k
         self.n_edges = config.n_edges
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, mixer=None) -> torch.Tensor:
         """A search method's ``mixer`` mixes the edges only while it changes anything (its ``acts``):
         otherwise the cells keep their fused weighted sum."""
-        normal, reduce = weights[: self.n_edges].unsqueeze(0), weights[self.n_edges :].unsqueeze(0)
+        single = weights.dim() == 2
+        w = weights.unsqueeze(0) if single else weights
+        normal, reduce = w[:, : self.n_edges], w[:, self.n_edges :]
         if mixer is not None and not getattr(mixer, "acts", True):
             mixer = None
-        return self.net(x, normal, reduce, relaxed=True, mixer=mixer)[0]
+        out = self.net(x, normal, reduce, relaxed=True, mixer=mixer)
+        return out[0] if single else out
 
 
 class DartsCellSpace:
@@ -93,22 +99,24 @@ class DartsCellSpace:
     def n_positions(self) -> int:
         return 2 * len(self.edges)
 
-    # -- the trial axis (harness.batched.cells): build each trial under its own seed, then stack
-    def stack_supernets(self, supernets: list[CellSupernet]) -> SearchNetwork:
-        return stack_trials([s.net for s in supernets])
+    # -- the trial axis (harness/spaces/trial_axis.py): build each trial under its own seed, then stack
+    def stack_supernets(self, supernets: list[CellSupernet], cfg=None) -> CellSupernet:
+        return CellSupernet(supernets[0].net.config, net=stack_trials([s.net for s in supernets]))
 
-    def unstack_supernet(self, network: SearchNetwork, trial: int) -> CellSupernet:
-        single = CellSupernet.__new__(CellSupernet)
-        nn.Module.__init__(single)
-        single.net, single.n_edges = unstack_trial(network, trial), self.n_edges
+    def unstack_supernet(self, network: CellSupernet, trial: int, ops=None, cfg=None) -> CellSupernet:
+        single = CellSupernet(network.net.config, net=unstack_trial(network.net, trial))
         return single.to(next(network.parameters()).device)
 
-    def stack_networks(self, networks: list[nn.Module]) -> BatchedEvalNetwork:
+    def stack_networks(self, networks: list[nn.Module], genotypes=None, cfg=None) -> BatchedEvalNetwork:
         return BatchedEvalNetwork.from_networks(networks)
 
-    def clip_stacked(self, network: BatchedEvalNetwork, max_norm: float) -> None:
+    def clip_stacked(self, network: BatchedEvalNetwork | CellSupernet, max_norm: float) -> None:
         """Each trial's gradient norm clipped to ``max_norm`` on its own (0: none)."""
-        if max_norm > 0:
+        if max_norm <= 0:
+            return
+        if isinstance(network, CellSupernet):  # every parameter trial-major
+            clip_per_trial([p for p in network.parameters() if p.requires_grad], network.trials, max_norm)
+        else:
             per_trial_grad_norm_clip(network, max_norm)
 
     def positions(self) -> list[str]:

@@ -23,6 +23,7 @@ literal reading is unchanged). A K = 1 op is the single-trial op bit for bit.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -49,25 +50,56 @@ class OpConfig:
             raise ValueError(f"op option roll_dims must be 'all' or 'signal', got {self.roll_dims!r}")
 
 
+# The CNN over K > 1 trials: "auto" (the compiled fused kernel where it builds, else its reference
+# ops), "compiled", "reference" (grouped convs inside the kernel's contract) or "modules" (the
+# plain grouped Conv1d / BatchNorm1d modules). One trial always runs the plain modules.
+CNN_BACKEND = os.environ.get("HARNESS_CNN_BACKEND", "auto")
+
+
 class TwoLayerCNN(nn.Module):
     """n(u, theta): conv - BN - ReLU - conv, for ``trials`` trials (grouped convs, per-trial BN channels)."""
 
-    def __init__(self, cfg: OpConfig, trials: int = 1) -> None:
+    def __init__(self, cfg: OpConfig, trials: int = 1, fused: bool | None = None) -> None:
         super().__init__()
+        # Part of a K-trial network (even when only one of its trials chose this op): the K-trial
+        # kernel, so a trial's numbers do not depend on how many batch mates chose the same op.
+        self.fused = trials > 1 if fused is None else fused
         pad, k, c = cfg.kernel_size // 2, trials, cfg.channels
         self.conv1 = nn.Conv1d(k, k * c, cfg.kernel_size, padding=pad, groups=k)
         self.bn = nn.BatchNorm1d(k * c)
         self.conv2 = nn.Conv1d(k * c, k, cfg.kernel_size, padding=pad, groups=k)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        return self.conv2(torch.relu(self.bn(self.conv1(u))))
+        if not self.fused or CNN_BACKEND == "modules":
+            return self.conv2(torch.relu(self.bn(self.conv1(u))))
+        return self._fused(u, self.conv2.out_channels)
+
+    def _fused(self, u: torch.Tensor, k: int) -> torch.Tensor:
+        """K trials through the fused kernel (``kernels.fused_cnn``, compiled where it builds):
+        bitwise independent of the batch mates and of the thread count; same BN contract."""
+        from harness.spaces.kernels.fused_cnn import two_layer_cnn
+
+        c, ks = self.conv1.out_channels // k, self.conv1.kernel_size[0]
+        bn = self.bn
+        out, mean, var = two_layer_cnn(
+            u.transpose(0, 1), self.conv1.weight.view(k, c, ks), self.conv1.bias.view(k, c), bn.weight.view(k, c),
+            bn.bias.view(k, c), self.conv2.weight, self.conv2.bias, training=self.training,
+            running_mean=bn.running_mean.view(k, c), running_var=bn.running_var.view(k, c), eps=bn.eps,
+            backend=CNN_BACKEND,
+        )
+        if self.training:
+            with torch.no_grad():
+                bn.running_mean.mul_(1 - bn.momentum).add_(bn.momentum * mean.reshape(-1))
+                bn.running_var.mul_(1 - bn.momentum).add_(bn.momentum * var.reshape(-1))
+                bn.num_batches_tracked.add_(1)
+        return out.transpose(0, 1)
 
 
 class Op(nn.Module):
     name = ""
     parameter_free = True
 
-    def __init__(self, cfg: OpConfig, trials: int = 1) -> None:
+    def __init__(self, cfg: OpConfig, trials: int = 1, fused: bool | None = None) -> None:
         super().__init__()
         self.trials = trials
 
@@ -79,12 +111,12 @@ class LearnableGradientDescent(Op):
     name = "lgd"
     parameter_free = False
 
-    def __init__(self, cfg: OpConfig, trials: int = 1) -> None:
+    def __init__(self, cfg: OpConfig, trials: int = 1, fused: bool | None = None) -> None:
         super().__init__(cfg, trials)
         # A 0-d step size at K = 1 (the single-trial op), one per trial otherwise.
         tau = torch.tensor(float(cfg.tau_init))
         self.tau = nn.Parameter(tau if trials == 1 else tau.repeat(trials))
-        self.net = TwoLayerCNN(cfg, trials)
+        self.net = TwoLayerCNN(cfg, trials, fused)
 
     def forward(self, u, ctx):
         tau = self.tau if self.tau.dim() == 0 else self.tau.view(1, -1, 1)
@@ -95,9 +127,9 @@ class Net(Op):
     name = "net"
     parameter_free = False
 
-    def __init__(self, cfg: OpConfig, trials: int = 1) -> None:
+    def __init__(self, cfg: OpConfig, trials: int = 1, fused: bool | None = None) -> None:
         super().__init__(cfg, trials)
-        self.net = TwoLayerCNN(cfg, trials)
+        self.net = TwoLayerCNN(cfg, trials, fused)
 
     def forward(self, u, ctx):
         return self.net(u)
@@ -106,7 +138,7 @@ class Net(Op):
 class Roll(Op):
     name = "roll"
 
-    def __init__(self, cfg: OpConfig, trials: int = 1) -> None:
+    def __init__(self, cfg: OpConfig, trials: int = 1, fused: bool | None = None) -> None:
         super().__init__(cfg, trials)
         self.shift = cfg.roll_shift
         self.all_dims = cfg.roll_dims == "all"
@@ -120,7 +152,7 @@ class Roll(Op):
 class Noise(Op):
     name = "noise"
 
-    def __init__(self, cfg: OpConfig, trials: int = 1) -> None:
+    def __init__(self, cfg: OpConfig, trials: int = 1, fused: bool | None = None) -> None:
         super().__init__(cfg, trials)
         self.std = cfg.noise_op_std
         self.tau = cfg.noise_op_tau
@@ -152,8 +184,10 @@ OP_SETS.register(
 PARAMETER_FREE_OPS = frozenset(name for name, cls in OPS.items() if cls.parameter_free)
 
 
-def build_op(name: str, cfg: OpConfig, trials: int = 1) -> Op:
-    return OPS.get(name)(cfg, trials)
+def build_op(name: str, cfg: OpConfig, trials: int = 1, fused: bool | None = None) -> Op:
+    """Op ``name`` over ``trials`` trials; ``fused``: whether it belongs to a K-trial network
+    (default: trials > 1)."""
+    return OPS.get(name)(cfg, trials, fused)
 
 
 def trial_randn(shape, generator) -> torch.Tensor:
@@ -187,7 +221,7 @@ class MixedOp(nn.Module):
         self.trials = trials
         self.owners = owners
         sizes = [trials] * len(self.names) if owners is None else [len(o) for o in owners]
-        self.ops = nn.ModuleList(build_op(n, cfg, size) for n, size in zip(self.names, sizes))
+        self.ops = nn.ModuleList(build_op(n, cfg, size, trials > 1) for n, size in zip(self.names, sizes))
 
     def forward(self, u: torch.Tensor, ctx: OpContext, weights: torch.Tensor | None = None) -> torch.Tensor:
         if weights is None:

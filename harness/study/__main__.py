@@ -1,4 +1,4 @@
-"""``python -m harness.study studies/blur.yaml [--trials N] [--epochs E] [--out DIR] [--workers W] [--engine E]``
+"""``python -m harness.study studies/blur.yaml [--trials N] [--epochs E] [--out DIR] [--workers W] [--batch-size K]``
 
 Runs every trial of the study that is not in its trial store yet (so a killed study resumes
 where it stopped), appending each result as it arrives, then writes trials.csv, the summary
@@ -19,7 +19,7 @@ from harness.atomic import write_text_atomic
 from harness.runner.executor import run_specs
 from harness.runner.spec import NO_VARIANT, STATUS_FAILED
 from harness.runner.store import StoreWriteError, StudyLocked, TrialStore
-from harness.runner.trial import ENGINES, engine_for
+from harness.runner.trial import batching_reason
 from harness.study.config import (
     MAX_EPOCHS,
     MAX_TRIALS,
@@ -60,11 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
-        "--engine", choices=ENGINES, default="auto",
-        help="auto (default): batched where the method supports it, else the loop; batched; loop",
-    )
-    parser.add_argument(
-        "--batch-size", type=bounded_int(1, 4096), help="seeds per batched computation (default: automatic)"
+        "--batch-size", type=bounded_int(1, 4096),
+        help="seeds of a row computed together (default: automatic; 1: every trial alone)",
     )
     parser.add_argument("--device", type=device_name, default="auto",
                         help="cpu, cuda, cuda:N or auto (default: a GPU when present)")
@@ -138,17 +135,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {store.damage_note()}", file=sys.stderr)
     for warning in row_warnings(study):
         print(f"warning: {warning}", file=sys.stderr)
-    engines = _engine_plan(study, args.engine)
+    plan = _batching_plan(study, args.batch_size)
     if args.dry_run:
-        for row, (engine, _) in zip(study.rows, engines):
+        for row, reason in zip(study.rows, plan):
             r = row.spec
             variant = "" if r.variant == NO_VARIANT else f"  [{r.variant}]"
+            how = "alone" if reason else "batched"
             print(f"  {r.dataset:13s} {r.space:14s} {r.op_set:5s} {r.method:14s} {r.hp_set}  "
-                  f"x{row.trials}  [{engine}]{variant}")
+                  f"x{row.trials}  [{how}]{variant}")
         return 0
     try:
         with store.lock():
-            return _run(study, store, folder, specs, args, engines)
+            return _run(study, store, folder, specs, args, plan)
     except StudyLocked as exc:
         return _error(str(exc), EXIT_BUSY)
     except StoreWriteError as exc:
@@ -157,21 +155,21 @@ def main(argv: list[str] | None = None) -> int:
         return _error(f"{exc.strerror or exc} ({exc.filename or folder}); stored trials are intact", EXIT_IO)
 
 
-def _run(study, store: TrialStore, folder: Path, specs, args, engines) -> int:
+def _run(study, store: TrialStore, folder: Path, specs, args, plan) -> int:
     # Re-read under the lock: another run may have stored trials since the first look.
     done = store.finished_ids(retry_failed=args.retry_failed)
     todo = [s for s in specs if s.trial_id not in done]
-    if any(kind == "batched" for kind, _ in engines) and todo:
-        from harness.batched.fused_cnn import available, unavailable_reason
+    if any(not reason for reason in plan) and todo:
+        from harness.spaces.kernels.fused_cnn import available, unavailable_reason
 
         # Build (or load) the fused kernel once here, before the workers start and each try to.
         if not available():
-            print(f"  batched engine without the compiled kernel: {unavailable_reason()}", file=sys.stderr)
+            print(f"  batches without the compiled CNN kernel: {unavailable_reason()}", file=sys.stderr)
     write_text_atomic(folder / "study.json", json.dumps(_study_record(study), indent=2, default=str))
     start = time.perf_counter()
     try:
         results = run_specs(
-            todo, workers=study.workers, store=store, progress=not args.quiet, engine=args.engine,
+            todo, workers=study.workers, store=store, progress=not args.quiet,
             batch_size=args.batch_size, device=None if args.device == "auto" else args.device,
         )
     except KeyboardInterrupt:
@@ -203,14 +201,17 @@ def _run(study, store: TrialStore, folder: Path, specs, args, engines) -> int:
     return 0
 
 
-def _engine_plan(study, engine: str) -> list[tuple[str, str]]:
-    """Which engine runs each row; rows that fall back to the loop say why (printed once per row)."""
+def _batching_plan(study, batch_size: int | None) -> list[str]:
+    """Per row, why its trials run one at a time ("" when K seeds run as one computation); each
+    reason is printed once."""
+    if batch_size == 1:
+        return ["--batch-size 1"] * len(study.rows)
     plan = []
     for row in study.rows:
-        kind, reason = engine_for(row.spec.trial(study.seed_offset), engine)
-        if engine != "loop" and kind == "loop":
-            print(f"  loop engine for {row.spec.label}: {reason}", file=sys.stderr)
-        plan.append((kind, reason))
+        reason = batching_reason(row.spec.trial(study.seed_offset))
+        if reason:
+            print(f"  one trial at a time for {row.spec.label}: {reason}", file=sys.stderr)
+        plan.append(reason)
     return plan
 
 

@@ -188,14 +188,32 @@ class ClassificationTask:
         return {"accuracy": 100.0 * correct / max(len(labels), 1)}
 
 
+    # ------------------------------------------------------------------------- trial axis
+    def sample_trials(self, generators: list[torch.Generator], split: str = "train") -> Batch:
+        """Each trial's own batch from its own generator, stacked on channels: inputs (N, K*C, H, W),
+        targets (K, N) (the layout of the K-trial networks, harness/spaces/trial_axis.py)."""
+        batches = [self.sample(g, split) for g in generators]
+        inputs = torch.cat([b.inputs for b in batches], dim=1).contiguous()
+        return Batch(inputs, torch.stack([b.targets for b in batches]))
+
+    def trial_losses(self, output, batch: Batch) -> torch.Tensor:
+        """``loss`` of every trial (K,), from logits (K, N, classes) (and auxiliary logits)."""
+        logits, aux = output if isinstance(output, tuple) else (output, None)
+        return torch.stack([
+            self.loss(logits[k] if aux is None else (logits[k], aux[k]), Batch(None, batch.targets[k]))
+            for k in range(logits.shape[0])
+        ])
+
     @torch.no_grad()
-    def evaluate_trials(self, logits_of, split: str = "val") -> list[dict[str, float]]:
-        """``evaluate`` for K trials at once: ``logits_of(images)`` gives (K, N, classes) for the
-        shared images (N, C, H, W), in the same chunks and order as ``evaluate``."""
+    def evaluate_trials(self, model, data=None, noise=None, weights=None, split: str = "val") -> list[dict[str, float]]:
+        """``evaluate`` for a K-trial model: every trial sees the split's images in the same chunks
+        and order as ``evaluate`` (``data`` and ``noise`` are not needed: nothing is drawn)."""
         images, labels = self._split(split)
         correct = None
         for start in range(0, len(labels), EVAL_CHUNK):
-            logits = logits_of(images[start : start + EVAL_CHUNK].to(self.device))
+            batch = Batch(images[start : start + EVAL_CHUNK].to(self.device), None)
+            logits = self.forward(model, batch, weights)
+            logits = logits[0] if isinstance(logits, tuple) else logits
             hits = (logits.argmax(dim=2) == labels[start : start + EVAL_CHUNK].to(self.device)).sum(1)
             correct = hits if correct is None else correct + hits
         total = max(len(labels), 1)

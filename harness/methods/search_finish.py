@@ -1,0 +1,155 @@
+"""The end of ``ComposedSearch`` over K trials: one-shot metrics, diagnostics, discretization and
+the per-trial outcomes, plus DAS-single's pre-trained ops (split from ``search.py``; a mixin, the
+fields it reads are ComposedSearch's)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from harness.methods.base import SearchOutcome
+from harness.methods.context import MethodContext
+from harness.methods.discretization import PerturbationSelection
+from harness.methods.hessian import dominant_eigenvalues
+from harness.methods.state import SearchState
+from harness.methods.supernet import PROBE_SEED_OFFSET, SearchRun, SupernetProbe, evaluating, mixed_ops
+from harness.methods.training import evaluate_metrics, train_network
+
+HESSIAN_SEED = 12345  # the power iteration's start vector: its own seed, + the epoch
+INHERITED_PREFIX = "inherited_"  # one-shot metrics of the derived genotype with the supernet's weights
+
+
+class SearchFinish:
+    def _dominant_eigenvalue(self, probe: SupernetProbe, alpha: torch.Tensor, state: SearchState) -> float:
+        from harness.methods.hessian import dominant_eigenvalue
+
+        # The power iteration's start vector has its own fixed seed: diagnostics must not
+        # advance the trial's streams (a run with diagnostics equals one without).
+        gen = torch.Generator().manual_seed(HESSIAN_SEED + state.epoch)
+        try:
+            return float(
+                dominant_eigenvalue(
+                    probe.val_loss, alpha.detach(), method="auto", iterations=self.hessian_iterations, generator=gen
+                )
+            )
+        except (RuntimeError, ValueError):
+            return math.nan
+
+    # ----------------------------------------------------------------------------- finish
+    def finish(self, run: SearchRun) -> list[tuple[SearchOutcome | None, str]]:
+        """Per trial: the one-shot metrics, diagnostics and genotype, or the trial's failure."""
+        ctx, failures = run.ctx, run.batch.failures
+        rollback = getattr(self.early_stopping, "rollback_alpha", None) if self.early_stopping else None
+        final = (run.alpha if rollback is None else rollback.unsqueeze(0)).detach()
+        for t in range(run.k):
+            if not bool(torch.isfinite(final[t]).all()):
+                failures.fail([t], f"diverged: non-finite loss ({float(final[t].sum())}) "
+                                   "in the final architecture parameters")
+        if not failures.any_alive:
+            return [(None, reason) for reason in failures.reasons]
+        live = failures.active.view(-1, 1, 1)
+        final = torch.where(live, final, torch.zeros_like(final))  # failed trials' NaNs stay out of the batch
+        oneshot = self._evaluate(run, self._mixing_weights(run, final, None))
+        # Diagnostics before discretization: DARTS+PT's rule fine-tunes the supernet.
+        eigenvalues = self._final_eigenvalues(run, final)
+        extras = [None if failures.reasons[t] else self._extra(run, t, eigenvalues) for t in range(run.k)]
+        probs = [self.relaxation.probabilities(run.masked(a)) for a in final]
+        genotypes = []
+        for t, p in enumerate(probs):
+            if isinstance(self.discretization, PerturbationSelection):  # K = 1 (trial_axis_reason)
+                genotypes.append(self.discretization.genotype(run.space, p, ctx.ops, SupernetProbe(self, run)))
+            else:
+                genotypes.append(self.discretization.genotype(run.space, p, run.ctxs[t].ops))
+        if "genotype-mask" in getattr(run.space, "capabilities", ()):
+            # The derived architecture inside the supernet, with the supernet's weights (issue 12).
+            masks = torch.stack([run.space.genotype_weights(g, c.ops) for g, c in zip(genotypes, run.ctxs)])
+            inherited = self._evaluate(run, masks.to(final.device) if run.k > 1 else masks[0].to(final.device))
+            for metrics, extra in zip(oneshot, inherited):
+                metrics.update({f"{INHERITED_PREFIX}{k}": v for k, v in extra.items()})
+        results = []
+        for t, c in enumerate(run.ctxs):
+            if failures.reasons[t]:
+                results.append((None, failures.reasons[t]))
+                continue
+            results.append((SearchOutcome(
+                genotype=genotypes[t],
+                oneshot_score=oneshot[t][c.task.primary],
+                oneshot_metrics=oneshot[t],
+                final_alphas=final[t].cpu().tolist(),
+                alpha_history=None if run.history is None else run.history[t],
+                extra=extras[t],
+            ), ""))
+        return results
+
+    def _evaluate(self, run: SearchRun, weights: torch.Tensor) -> list[dict[str, float]]:
+        """Every trial's validation metrics of the supernet mixed by ``weights`` (its one-shot score)."""
+        if run.k == 1:
+            with evaluating(run.model, run.state):
+                return [evaluate_metrics(run.model, run.ctx, weights, run.mixer)]
+        was = run.model.training
+        run.model.eval()
+        try:
+            return run.ctx.task.evaluate_trials(
+                run.model, [c.streams.fresh("eval") for c in run.ctxs],
+                [torch.Generator().manual_seed(c.streams.seed("eval") + 1) for c in run.ctxs], weights, "val")
+        finally:
+            run.model.train(was)
+
+    def _extra(self, run: SearchRun, trial: int, eigenvalues: list[float] | None) -> dict:
+        extra: dict = {"epochs_run": run.epochs_run, "stopped_early": run.stopped_early}
+        if eigenvalues is not None:
+            extra["hessian_eigenvalue"] = eigenvalues[trial]
+        if run.hessian_per_epoch:
+            extra["hessian_eigenvalue_per_epoch"] = run.hessian_per_epoch
+        if self.early_stopping is not None:
+            extra["early_stopping_signal"] = [float(v) for v in self.early_stopping.signal]
+        if run.combiner_weights[trial]:
+            extra["combiner_weights_mean"] = torch.tensor(run.combiner_weights[trial]).mean(0).tolist()
+        return extra
+
+    def _final_eigenvalues(self, run: SearchRun, final: torch.Tensor) -> list[float] | None:
+        """The end-of-search diagnostic of every trial: the dominant eigenvalue of its validation loss
+        on its first probe batch (eval mode, fixed noise) w.r.t. its alpha, from one start vector."""
+        if self.hessian == "none":
+            return None
+        if run.k == 1:
+            return [self._dominant_eigenvalue(SupernetProbe(self, run), final[0], run.state)]
+        ctxs = run.ctxs
+        batch = run.ctx.task.sample_trials(
+            [torch.Generator().manual_seed(c.streams.seed("eval") + PROBE_SEED_OFFSET) for c in ctxs], "val")
+        noise_seeds = [c.streams.seed("eval") + PROBE_SEED_OFFSET + 1 for c in ctxs]
+
+        def probe_loss(a: torch.Tensor) -> torch.Tensor:
+            with evaluating(run.model, run.state):
+                noise = [torch.Generator().manual_seed(seed) for seed in noise_seeds]
+                weights = self._mixing_weights(run, a, None)
+                return run.batch.losses(run.batch.output(run.model, batch, weights, None, noise), batch).sum()
+
+        gen = torch.Generator().manual_seed(HESSIAN_SEED + run.state.epoch)
+        try:
+            return dominant_eigenvalues(probe_loss, final, "auto", self.hessian_iterations, gen)
+        except (RuntimeError, ValueError):
+            return [math.nan] * run.k
+
+    # ------------------------------------------------------------------------- DAS-single
+    def _load_pretrained(self, model, ctx: MethodContext, space) -> None:
+        """[001] §5.4: train the all-lgd and all-net networks, copy their layers into the
+        supernet's lgd / net candidates and freeze every weight (roll and noise have none)."""
+        if "layers" not in getattr(space, "capabilities", ()):
+            raise ValueError("DAS-single's pre-trained ops are defined for a space of layers (the sequential one) only")
+        epochs = ctx.epochs if self.pretrain_epochs is None else int(self.pretrain_epochs)
+        targets = mixed_ops(model)
+        for index, op in enumerate(("lgd", "net")):
+            if op not in ctx.ops:
+                continue
+            child = ctx.streams.child(index)
+            with child.seeded_init("retrain_init"):
+                network = space.network(space.uniform_genotype(op), ctx.op_config).to(ctx.device)
+            sub_ctx = MethodContext(**{**ctx.__dict__, "epochs": epochs, "streams": child})
+            train_network(network, sub_ctx, child.generator("retrain_data"), child.generator("noise_op"), split="train")
+            k = ctx.ops.index(op)
+            for target, source in zip(targets, mixed_ops(network)):
+                target.ops[k].load_state_dict(source.ops[0].state_dict())
+        for p in model.parameters():
+            p.requires_grad_(False)
