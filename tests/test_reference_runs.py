@@ -82,3 +82,16 @@ def test_a_stored_method_trial_recomputes_bit_for_bit(method):
     fresh = run_trial(spec, "cpu")
     assert fresh.arch_score == stored["arch_score"] and fresh.genotype == stored["genotype"]
     assert torch.equal(torch.tensor(fresh.final_alphas), torch.tensor(stored["final_alphas"]))
+
+
+def test_reproduce_lists_every_reference_study_and_writes_an_index(tmp_path, capsys):
+    from harness.study.reproduce import REFERENCES, main
+
+    assert all((REPO / r.study).is_file() for r in REFERENCES)
+    assert main(["--out", str(REPO / "results"), "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "cifar_proxy" in listed and "80 /    80 trials (0 failed)" in listed
+    assert main(["--out", str(tmp_path), "--index-only"]) == 0
+    index = (tmp_path / "index.md").read_text()
+    assert index.count("| `studies/") == len(REFERENCES) and "| 0 / 600 | 0 | - | - |" in index
+    assert main(["--out", str(tmp_path), "--only", "nope"]) == 2

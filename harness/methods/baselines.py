@@ -80,7 +80,7 @@ class RandomSearch:
 
 def best_candidate(candidates: list[dict], metric: str) -> dict:
     """Random search's pick: the first best validation ``score`` in the metric's direction; raises
-    TrialDiverged when every candidate failed (the loop and the batched engines share this rule)."""
+    TrialDiverged when every candidate failed (a trial alone and a batch share this rule)."""
     finite = [c for c in candidates if math.isfinite(c["score"])]
     if not finite:
         raise TrialDiverged(f"all {len(candidates)} random-search candidates failed: {candidates[0]['failure_reason']}")
@@ -90,7 +90,7 @@ def best_candidate(candidates: list[dict], metric: str) -> dict:
 
 def random_candidates(ctx: MethodContext, k: int) -> list[tuple[object, object]]:
     """Random search's k (genotype, streams) pairs: candidate i draws from the trial's i-th child
-    streams, so every engine trains the same candidates."""
+    streams, so a trial alone and a batch train the same candidates."""
     pairs = []
     for i in range(k):
         child = ctx.streams.child(i)

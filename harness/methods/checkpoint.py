@@ -24,7 +24,7 @@ from harness.atomic import write_bytes_atomic
 
 
 class TrialCheckpoint:
-    """The checkpoint file of one trial (or of one batch of trials: the batched engine's)."""
+    """The checkpoint file of one trial (or of one batch of trials on the trial axis)."""
 
     def __init__(self, path: str | os.PathLike, every_s: float = 0.0) -> None:
         self.path = Path(path)

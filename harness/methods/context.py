@@ -79,6 +79,6 @@ class MethodContext:
 
     @property
     def problem(self):
-        """The 1D problem behind the task, for the code that still reads it directly (the batched
-        engine and the 1D cost objective; docs/task_layer.md step 3)."""
+        """The 1D problem behind the task, for the code that still reads it directly (the 1D cost
+        objective)."""
         return self.task.problem

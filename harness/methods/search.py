@@ -175,7 +175,7 @@ class ComposedSearch(SearchSteps, SearchFinish):
             hp = ctx.hp
             w_opt = make_weight_optimizer(weights, hp.param_optimizer, hp.param_lr,
                                           hp.param_weight_decay * self.weight_decay_factor, hp.param_momentum)
-        # The mixer is the loop's seam for hooks and masks; with K trials nothing needs it (trial_axis_reason).
+        # The mixer is the seam for hooks and masks of a trial alone; K trials need none (trial_axis_reason).
         mixer = Mixer(states[0], tuple(self.mix_hooks if hooks is None else hooks), op_mask) if k == 1 else None
 
         # Objectives and penalties that depend on the trial (per-op costs need problem and op sizes).

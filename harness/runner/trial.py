@@ -154,7 +154,7 @@ def _record_exception(result: TrialResult, exc: Exception) -> None:
 
 
 def _record_failure(result: TrialResult, exc: Exception) -> None:
-    """The loop's rule, for every engine: a diverged trial gives its reason, anything else the
+    """One rule for a trial alone and in a batch: a diverged trial gives its reason, anything else the
     exception with its traceback."""
     if isinstance(exc, TrialDiverged):
         result.failure_reason = str(exc)

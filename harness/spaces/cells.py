@@ -69,7 +69,7 @@ class DartsCellSpace:
     proxy shrinks both through ``options: space``."""
 
     name = "darts-cell"
-    # "trial-axis": its networks hold K trials, so the batched engine runs K seeds as one computation.
+    # "trial-axis": its networks hold K trials, so K seeds of a row run as one computation.
     # "genotype-mask": a genotype runs inside the supernet as 0/1 mixing weights (inherited weights).
     capabilities = frozenset({"cells", "images", "trial-axis", "depth", "multi-channel-states", "genotype-mask"})
     parameter_free = frozenset(PARAMETER_FREE_OPS)

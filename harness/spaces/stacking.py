@@ -1,6 +1,6 @@
 """K-trial networks of the 1D spaces from K single-trial ones (the trial axis, trial_axis.py).
 
-Each trial's network is built alone under its trial's seed (so its initial values are the loop's
+Each trial's network is built alone under its trial's seed (so its initial values are the single trial's
 bit for bit) and its parameters are stacked into one K-trial network: a supernet into a supernet
 over K trials, discrete networks into one network whose layers run each op for the trials that
 chose it. ``unstack_supernet`` takes one trial back out (per-trial diagnostics).

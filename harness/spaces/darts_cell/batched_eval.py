@@ -17,7 +17,7 @@ over a network's parameters must be per trial: ``per_trial_grad_norm_clip``.
 When it pays (benchmarks/eval_throughput.py; 5 cells, C = 8, batch 32, channels-last, 1
 thread): vs K separate networks, K = 16 ran 1.5x the trial-steps/s at 8 px and 1.3x at 16 px,
 but at 32 px K = 4-16 were 8-30% slower: the K-fold tensors fall out of cache and every
-group input is a copy. Channels-last helps both engines (pools, depthwise convs ~2x faster).
+group input is a copy. Channels-last helps a trial alone and a batch (pools, depthwise convs ~2x faster).
 """
 
 from __future__ import annotations
@@ -332,7 +332,7 @@ class BatchedEvalNetwork(nn.Module):
     @classmethod
     def from_networks(cls, networks: Sequence[EvalNetwork]) -> BatchedEvalNetwork:
         """Stack separately built K = 1 networks (each under its own seed, so trial k starts as
-        the loop engine's network k); inverse of ``unstack``."""
+        the single-trial network k); inverse of ``unstack``."""
         config = networks[0].config
         if any(net.config != config for net in networks):
             raise ValueError("stacked networks must share one EvalConfig")
