@@ -15,6 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 # folder under results/ -> (study file, CLI overrides), as listed in results/README.md
 REFERENCE_RUNS = {
+    # issue 13: the one engine, harmful ops calibrated on the Random rows
+    "blur": ("studies/blur.yaml", {}),
+    "downsampling": ("studies/downsampling.yaml", {}),
     # made before the harmful ops' calibration: their own study files (issue 13)
     "blur-75trials": ("results/blur-75trials/study.yaml", {}),
     "downsampling-75trials": ("results/downsampling-75trials/study.yaml", {}),

@@ -102,6 +102,15 @@ def test_old_frames_without_variant_read_as_no_overrides():
     assert set(leveled["level"]) == {"das/H1, 50 epochs"} and len(keys) == 1
 
 
+def test_paper_captions_name_open_readings_apart_from_overrides():
+    calibrated = paper_caption({"epochs": 50, "variant": "-"}, 1, shared="ops.noise_op_std=4.0")
+    assert "same budget and hp set" in calibrated and "leaves open: ops.noise_op_std=4.0" in calibrated
+    mixed = paper_caption({"epochs": 50, "variant": "param_lr=0.1"}, 1, shared="ops.noise_op_std=4.0")
+    assert "our rows override param_lr=0.1, the paper" in mixed and "leaves open: ops.noise_op_std=4.0" in mixed
+    listed = paper_caption({"epochs": 50, "variant": "method.stages=[3, 4]"}, 1)
+    assert "override method.stages=[3, 4], the paper" in listed
+
+
 def test_paper_captions():
     same = paper_caption({"epochs": 50, "variant": "-"}, 1)
     assert same == "Ours: 50 epochs; in parentheses [001] Table 1, at 50 epochs, same budget and hp set (no overrides)."

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Iterable, Sequence
 
 import pandas as pd
@@ -139,6 +140,9 @@ def paper_table_no(tables: dict[str, int], space: str, metric: str = PAPER_METRI
     return tables.get(space) if metric == PAPER_METRIC else None
 
 
+OPEN_CHOICE_PREFIXES = ("ops.",)  # option groups whose every value [001] leaves unstated
+
+
 def paper_caption(labels: dict, table_no: int | None, metric: str | None = None, shared: str = "-") -> str:
     """Says what the cells are (with ``metric``), what the parenthesized paper numbers are, and
     whether they are our rows' counterpart (``shared``: settings of every trial, also overrides)."""
@@ -153,12 +157,17 @@ def paper_caption(labels: dict, table_no: int | None, metric: str | None = None,
     differs = []
     if not _same_epochs(labels["epochs"]):
         differs.append(f"our search ran {epochs_text(labels['epochs'])}, not {PAPER_EPOCHS}")
-    overrides = [v for v in (shared, labels.get("variant")) if has_variant(v)]
+    items = [item for v in (shared, labels.get("variant")) if has_variant(v)
+             for item in re.split(r", (?=[A-Za-z_][\w.]*=)", v)]
+    # Op options are details [001] leaves open (docs/open_choices.md), not overrides of a stated setting.
+    readings = [item for item in items if item.startswith(OPEN_CHOICE_PREFIXES)]
+    overrides = [item for item in items if item not in readings]
     if overrides:
         differs.append(f"our rows override {', '.join(overrides)}, the paper used the plain hp set")
+    reading = f" With our readings of details [001] leaves open: {', '.join(readings)}." if readings else ""
     if differs:
-        return f"{ours}. Not directly comparable: {'; '.join(differs)}."
-    return f"{ours}, same budget and hp set (no overrides)."
+        return f"{ours}. Not directly comparable: {'; '.join(differs)}.{reading}"
+    return f"{ours}, same budget and hp set (no overrides).{reading}"
 
 
 def epochs_text(epochs) -> str:
