@@ -201,14 +201,3 @@ class SearchRun:
         if self.op_mask is None:
             return alpha
         return alpha.masked_fill(~self.op_mask, float("-inf"))
-
-    def single(self, trial: int) -> SearchRun:
-        """Trial ``trial`` alone (its own supernet taken out of the K-trial one): per-trial probes."""
-        if self.k == 1:
-            return self
-        ctx = self.ctxs[trial]
-        model = self.space.unstack_supernet(self.model, trial, ctx.ops, ctx.op_config)
-        state = self.states[trial]
-        return SearchRun(ctxs=[ctx], space=self.space, model=model, alpha=self.alpha[trial : trial + 1],
-                         states=[state], mixer=Mixer(state), batch=TrialBatch([ctx]), w_opt=None,
-                         op_mask=self.op_mask)
