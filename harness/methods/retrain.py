@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from harness.methods.checkpoint import to_cpu
 from harness.methods.context import MethodContext, Streams, TrialDiverged
-from harness.methods.training import make_weight_optimizer, recipe_lr, retrain_and_score, set_lr
+from harness.methods.training import (
+    evaluate_trial_metrics,
+    make_weight_optimizer,
+    recipe_lr,
+    retrain_and_score,
+    set_lr,
+)
 from harness.methods.trial_batch import TrialBatch
 
 
@@ -86,16 +90,9 @@ def retrain_trials(jobs: list[RetrainJob]) -> list[RetrainScores]:
             }), final=epoch + 1 == recipe.epochs)
         if not failures.any_alive:
             break
-    net.eval()
-    val = _evaluate(net, jobs, "val")
-    test = val if "synthetic-data" in task.capabilities else _evaluate(net, jobs, "test")
+    ctxs = [j.ctx for j in jobs]  # scored on their trials' evaluation draws, as retrain_and_score
+    val = evaluate_trial_metrics(net, ctxs, split="val")
+    test = val if "synthetic-data" in task.capabilities else evaluate_trial_metrics(net, ctxs, split="test")
     return [RetrainScores(failure=r) if r else RetrainScores(val=v, test=t)
             for r, v, t in zip(failures.reasons, val, test)]
 
-
-def _evaluate(net, jobs: list[RetrainJob], split: str) -> list[dict]:
-    """Each job's metrics on its trial's evaluation stream (as ``training.evaluate_metrics``)."""
-    ctxs = [j.ctx for j in jobs]
-    return ctxs[0].task.evaluate_trials(
-        net, [c.streams.fresh("eval") for c in ctxs],
-        [torch.Generator().manual_seed(c.streams.seed("eval") + 1) for c in ctxs], None, split)

@@ -14,7 +14,7 @@ from harness.methods.discretization import PerturbationSelection
 from harness.methods.hessian import dominant_eigenvalues
 from harness.methods.state import SearchState
 from harness.methods.supernet import PROBE_SEED_OFFSET, SearchRun, SupernetProbe, evaluating, mixed_ops
-from harness.methods.training import evaluate_metrics, train_network
+from harness.methods.training import evaluate_metrics, evaluate_trial_metrics, train_network
 
 HESSIAN_SEED = 12345  # the power iteration's start vector: its own seed, + the epoch
 INHERITED_PREFIX = "inherited_"  # one-shot metrics of the derived genotype with the supernet's weights
@@ -87,14 +87,7 @@ class SearchFinish:
         if run.k == 1:
             with evaluating(run.model, run.state):
                 return [evaluate_metrics(run.model, run.ctx, weights, run.mixer)]
-        was = run.model.training
-        run.model.eval()
-        try:
-            return run.ctx.task.evaluate_trials(
-                run.model, [c.streams.fresh("eval") for c in run.ctxs],
-                [torch.Generator().manual_seed(c.streams.seed("eval") + 1) for c in run.ctxs], weights, "val")
-        finally:
-            run.model.train(was)
+        return evaluate_trial_metrics(run.model, run.ctxs, weights, "val")
 
     def _extra(self, run: SearchRun, trial: int, eigenvalues: list[float] | None) -> dict:
         extra: dict = {"epochs_run": run.epochs_run, "stopped_early": run.stopped_early}

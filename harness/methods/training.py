@@ -98,16 +98,34 @@ def train_network(
             checkpoint.save(phase, to_cpu(state), final=epoch + 1 == recipe.epochs)
 
 
+def evaluation_streams(ctx: MethodContext) -> tuple[torch.Generator, torch.Generator]:
+    """A trial's evaluation draws (data, noise op), fresh at every call: a synthetic task's
+    validation set is then the same every time it is scored."""
+    return ctx.streams.fresh("eval"), torch.Generator().manual_seed(ctx.streams.seed("eval") + 1)
+
+
 @torch.no_grad()
 def evaluate_metrics(
     model, ctx: MethodContext, weights: torch.Tensor | None = None, mixer=None, split: str = "val"
 ) -> dict[str, float]:
     """The task's metrics on ``split`` (a synthetic task's validation draws are the same every call)."""
-    data = ctx.streams.fresh("eval")
-    noise = torch.Generator().manual_seed(ctx.streams.seed("eval") + 1)
+    data, noise = evaluation_streams(ctx)
     was_training = model.training
     model.eval()
     metrics = ctx.task.evaluate(model, data, noise, weights, mixer, split=split)
+    model.train(was_training)
+    return metrics
+
+
+@torch.no_grad()
+def evaluate_trial_metrics(
+    model, ctxs: list[MethodContext], weights: torch.Tensor | None = None, split: str = "val"
+) -> list[dict[str, float]]:
+    """``evaluate_metrics`` of every trial of a K-trial ``model``, each on its own evaluation draws."""
+    streams = [evaluation_streams(c) for c in ctxs]
+    was_training = model.training
+    model.eval()
+    metrics = ctxs[0].task.evaluate_trials(model, [d for d, _ in streams], [n for _, n in streams], weights, split)
     model.train(was_training)
     return metrics
 

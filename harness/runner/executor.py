@@ -141,14 +141,8 @@ def iter_results(
     else:
         from harness.runner.trial import batching_reason
 
-        reasons: dict = {}
-
-        def batchable(spec: TrialSpec) -> bool:
-            if spec.row not in reasons:
-                reasons[spec.row] = batching_reason(spec)
-            return not reasons[spec.row]
-
-        chunks = plan_batches(specs, max(workers, 1), batch_size or auto_batch_size(workers), batchable)
+        chunks = plan_batches(specs, max(workers, 1), batch_size or auto_batch_size(workers),
+                              lambda spec: not batching_reason(spec))
     if workers <= 1:
         for chunk in chunks:
             yield from _run_chunk(chunk, threads_per_worker, batched, None, device, checkpoint_dir)
