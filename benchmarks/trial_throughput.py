@@ -6,9 +6,9 @@ component kind, one process, one thread.
 
 Each row is a preset that uses one component kind (and plain DAS and Random on the non-sequential
 space). A trial alone runs ``--alone-trials`` trials one after another; each K runs one batch of K
-seeds, in this process, one thread, so the ratio is like for like. Rows whose components act on a
-trial's activations or whole run (``ComposedSearch.trial_axis_reason``) run one trial at a time
-in any batch, so only their K = 1 is timed. Achieved FLOP/s use the FLOPs of one trial alone
+seeds, in this process, one thread, so the ratio is like for like. A row that runs one trial at a
+time in any batch (``ComposedSearch.trial_axis_reason``: none on the 1D spaces now) has only its
+K = 1 timed. Achieved FLOP/s use the FLOPs of one trial alone
 counted by ``torch.utils.flop_counter`` (convolutions and matrix products, forward and backward;
 elementwise work is not counted) at 1 and 2 epochs and extrapolated linearly to ``--epochs``,
 against this machine's float32 matmul peak measured here. Prints a markdown table, then
@@ -47,8 +47,15 @@ ROWS = [
     ("beta decay", "beta-darts", "sequential"),
     ("MGDA + cost objectives + adversarial", "e2rnas", "sequential"),
     ("weight perturbation (random smoothing)", "sdarts-rs", "sequential"),
+    ("weight perturbation (adversarial, PGD)", "sdarts-adv", "sequential"),
     ("mix hook (noisy inputs)", "noisy-darts", "sequential"),
+    ("mix hook (auxiliary skip)", "darts-minus", "sequential"),
     ("early stopping (Hessian)", "darts-es", "sequential"),
+    ("early stopping (rank stability)", "darts-plus", "sequential"),
+    ("ablation loss", "d-darts", "sequential"),
+    ("pre-trained, frozen ops", "das-single", "sequential"),
+    ("discretization by perturbation", "darts-pt", "sequential"),
+    ("stages with per-trial op masks + dropout", "p-darts", "sequential"),
     ("plain DAS, non-sequential space", "das", "nonsequential"),
     ("baseline: random, non-sequential space", "random", "nonsequential"),
 ]

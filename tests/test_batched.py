@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from harness.methods.preset_registry import METHODS, make_method
 from harness.methods.training import task_loss
 from harness.runner import STATUS_FAILED, STATUS_OK, TrialSpec, run_trial
 from harness.runner.executor import plan_batches
@@ -130,12 +131,16 @@ def test_a_diverging_trial_fails_alone(monkeypatch):
         assert r.status == STATUS_OK and r.arch_score == pytest.approx(c.arch_score, abs=1e-5)
 
 
-def test_methods_whose_components_are_not_on_the_trial_axis_run_alone_and_say_so():
-    reason = batching_reason(spec("darts-es"))
-    assert "early stopping HessianEigenvalueStopping" in reason
-    assert batching_reason(spec("das")) == "" and batching_reason(spec("fair-darts")) == ""
-    results = run_batch([spec("darts-es", seed=s, epochs=2) for s in (0, 1)], batched=True)
-    assert all(r.extra["engine"] == "loop" and r.status == STATUS_OK for r in results)
+@pytest.mark.parametrize("space", ["sequential", "nonsequential"])
+def test_every_1d_preset_runs_on_the_trial_axis(space):
+    """Issue 13: every preset that runs on the 1D problems runs batched on both 1D spaces (the cell
+    space's P-DARTS still runs one trial at a time and says why: test_batched_cells.py)."""
+    names = [n for n in METHODS.names() if not getattr(make_method(n), "needs", "")
+             and space in getattr(make_method(n), "spaces", (space,))]
+    assert len(names) >= 30
+    for name in names:
+        one = TrialSpec.make(dataset="blur", space=space, op_set="all", method=name, hp_set="H1", seed=0, epochs=2)
+        assert batching_reason(one) == "", name
 
 
 def test_plan_batches_groups_rows_and_shares_them_among_workers():
@@ -149,9 +154,10 @@ def test_plan_batches_groups_rows_and_shares_them_among_workers():
 
 
 def test_plan_batches_sends_rows_that_run_alone_one_trial_at_a_time():
-    """darts-es runs one trial at a time: grouped, its finished trials would wait for their batch."""
-    specs = [spec(m, seed=s) for s in range(6) for m in ("das", "darts-es")]
-    batches = plan_batches(specs, workers=2, max_batch=32, batchable=lambda s: not batching_reason(s))
-    loop = [b for b in batches if b[0].method == "darts-es"]
+    """A row that runs one trial at a time (here p-darts, as on the cell space): grouped, its
+    finished trials would wait for their batch."""
+    specs = [spec(m, seed=s) for s in range(6) for m in ("das", "p-darts")]
+    batches = plan_batches(specs, workers=2, max_batch=32, batchable=lambda s: s.method != "p-darts")
+    loop = [b for b in batches if b[0].method == "p-darts"]
     assert [len(b) for b in loop] == [1] * 6
     assert sorted(len(b) for b in batches if b[0].method == "das") == [3, 3]

@@ -149,14 +149,14 @@ def test_ablation_gradient_matches_each_cells_own_loss():
         run.alpha.copy_(torch.randn(run.alpha.shape, generator=torch.Generator().manual_seed(5)))
     val = ctx.task.sample(torch.Generator().manual_seed(2))
     replay = method._replayer(run)
-    fast = method._ablation_gradient(run, val, replay)
+    (fast,) = method._ablation_gradient(run, val, replay)
 
     a = run.alpha[0].detach().requires_grad_(True)
-    full = method._replayed_loss(run, a, val, replay)
+    full = method._replayed_losses(run, a.unsqueeze(0), val, replay)[0]
     m = []
     for i in range(10):
         run.mixer.deactivated = {i: "identity"}
-        m.append(full - method._replayed_loss(run, a, val, replay))
+        m.append(full - method._replayed_losses(run, a.unsqueeze(0), val, replay)[0])
     run.mixer.deactivated = {}
     m = torch.stack(m)
     for i in range(10):

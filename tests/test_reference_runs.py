@@ -29,7 +29,11 @@ REFERENCE_RUNS = {
 }
 # Reference runs committed part-way (resumed across sessions): every stored trial is one the study
 # file still produces, so the same command continues them.
-IN_PROGRESS: dict[str, str] = {}  # none now (cifar_proxy was, across sessions 2026-11-29/30)
+# Reference runs that span sessions: committed partial stores, resumed by the same command.
+IN_PROGRESS: dict[str, str] = {
+    "hyperparameters_blur": "studies/hyperparameters_blur.yaml",
+    "hyperparameters_downsampling": "studies/hyperparameters_downsampling.yaml",
+}
 
 
 @pytest.mark.parametrize("folder", sorted(REFERENCE_RUNS))

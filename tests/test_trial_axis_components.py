@@ -36,6 +36,11 @@ PRESETS = {
     "e2rnas": "MGDA combiner, cost objectives, adversarial measurement",
     "allegronas": "mixed-level second order, natural-exp-cosine weight lr",
     "r-darts": "weight decay factor",
+    "sdarts-rs": "weight-step perturbation of alpha (per-trial uniform draws)",
+    "sdarts-adv": "adversarial weight-step perturbation (PGD per trial)",
+    "noisy-darts": "mix hook: noise on the parameter-free ops' inputs (per-trial draws)",
+    "darts-minus": "mix hook: auxiliary skip branch",
+    "d-darts": "ablation loss (per-trial cell contributions)",
 }
 
 
@@ -60,6 +65,13 @@ def _first_alpha_gradients(method_name: str, seeds, space: str) -> list[torch.Te
     return list(grads[0])
 
 
+# Relative tolerance per preset where 1e-5 is too tight. SDARTS-ADV: its PGD perturbation is
+# bitwise the trial's alone, but the step under it leaves a small gradient (seed 4 on the
+# non-sequential space: max |g| 6.7e-3), so the grouped convolutions' rounding (1.7e-7 absolute,
+# as for the other seeds) is 2.5e-5 of it.
+RTOL = {"sdarts-adv": 5e-5}
+
+
 class _Stop(Exception):
     pass
 
@@ -76,5 +88,6 @@ def test_one_step_of_each_trial_in_a_batch_equals_the_trial_alone(method_name, s
     for seed, grad in zip(seeds, batched):
         (alone,) = _first_alpha_gradients(method_name, (seed,), space)
         scale = float(alone.abs().max())
-        torch.testing.assert_close(grad, alone, rtol=1e-5, atol=1e-5 * scale, msg=f"{method_name} seed {seed}")
+        rtol = RTOL.get(method_name, 1e-5)
+        torch.testing.assert_close(grad, alone, rtol=rtol, atol=rtol * scale, msg=f"{method_name} seed {seed}")
     assert not torch.equal(batched[0], batched[1])  # the seeds differ

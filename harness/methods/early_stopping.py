@@ -4,6 +4,7 @@ Each rule is called once per epoch, after the epoch's alpha update, with
 ``observe(epoch, alpha, state, probe) -> bool`` (True: stop after this epoch). ``signal`` holds
 the tracked quantity per observed epoch (recorded per trial); ``rollback_alpha`` is the alpha to
 discretize instead of the last one (DARTS-ES only), else None. ``reset()`` starts a new trial.
+A rule holds one trial's history, so K trials of a run get K copies (``TrialStopping``).
 
 * ``HessianEigenvalueStopping``: DARTS-ES (M25), dominant eigenvalue of nabla^2_alpha L_val.
 * ``ParameterFreeCountStopping``: DARTS+ criterion 1 (M26), too many parameter-free ops.
@@ -12,6 +13,9 @@ discretize instead of the last one (DARTS-ES only), else None. ``reset()`` start
 """
 
 from __future__ import annotations
+
+import copy
+from collections.abc import Callable
 
 import torch
 
@@ -71,10 +75,14 @@ class HessianEigenvalueStopping:
     def _local_average(self, i: int) -> float:
         return sum(self.signal[i - self.window + 1 : i + 1]) / self.window
 
-    def observe(self, epoch, alpha, state, probe) -> bool:
-        lam = dominant_eigenvalue(
-            probe.val_loss, alpha, method=self.method, iterations=self.iterations, generator=state.generator
-        )
+    needs_eigenvalue = True  # over K trials the search measures every trial's at once (TrialStopping)
+
+    def observe(self, epoch, alpha, state, probe, eigenvalue: float | None = None) -> bool:
+        lam = eigenvalue
+        if lam is None:
+            lam = dominant_eigenvalue(
+                probe.val_loss, alpha, method=self.method, iterations=self.iterations, generator=state.generator
+            )
         self.signal.append(lam)
         self._alphas.append(alpha.detach().clone())
         self._epochs.append(int(epoch))
@@ -212,3 +220,41 @@ class DistanceStabilityStopping:
         stable = change is not None and epoch >= self.start_epoch and change <= self.tolerance
         self._streak = self._streak + 1 if stable else 0
         return self._streak >= self.patience
+
+
+class TrialStopping:
+    """One copy of an early-stopping rule per trial of a search run (a rule keeps one trial's
+    history); the first copy is the preset's own instance, so a trial alone is unchanged.
+
+    A rule that ``needs_eigenvalue`` (DARTS-ES) gets every live trial's eigenvalue from
+    ``eigenvalues(alphas, generators)``, one computation for the batch, with each trial's power
+    iteration started from its own stream as alone; at K = 1 the rule measures its own."""
+
+    def __init__(self, rule, k: int) -> None:
+        rule.reset()
+        self.rules = [rule] + [copy.deepcopy(rule) for _ in range(k - 1)]
+        self.stopped_at: list[int | None] = [None] * k
+
+    def observe(
+        self, epoch: int, alphas: torch.Tensor, states: list, probe, live: list[int],
+        eigenvalues: Callable[[torch.Tensor, list], list[float]] | None = None,
+    ) -> list[int]:
+        """Observe the ``live`` trials' alphas (K, ...) after ``epoch``; the trials that stop now."""
+        measured = None
+        if len(self.rules) > 1 and getattr(self.rules[0], "needs_eigenvalue", False) and live:
+            measured = eigenvalues(alphas, [s.generator for s in states])
+        newly = []
+        for t in live:
+            extra = {} if measured is None else {"eigenvalue": measured[t]}
+            if self.rules[t].observe(epoch, alphas[t], states[t], probe, **extra):
+                self.stopped_at[t] = epoch
+                newly.append(t)
+        return newly
+
+    def state(self) -> dict:
+        return {"rules": [copy.deepcopy(vars(r)) for r in self.rules], "stopped_at": list(self.stopped_at)}
+
+    def load(self, saved: dict) -> None:
+        for rule, values in zip(self.rules, saved["rules"]):
+            vars(rule).update(values)
+        self.stopped_at = list(saved["stopped_at"])

@@ -160,11 +160,11 @@ def trial_hessians(loss_fn: LossFn, alpha: torch.Tensor, step: float = HESSIAN_F
 
 
 def dominant_eigenvalues(loss_fn: LossFn, alpha: torch.Tensor, method: str = "auto", iterations: int = 100,
-                         generator: torch.Generator | None = None, tol: float = 1e-6,
+                         generator: torch.Generator | list[torch.Generator] | None = None, tol: float = 1e-6,
                          dense_max: int = 64) -> list[float]:
     """``dominant_eigenvalue`` (which = "largest") of each of K trials at once, ``alpha`` (K, ...):
-    dense Hessians, or power iteration from one start vector for all (``generator``), every trial
-    stopping at its own iteration, as it would alone."""
+    dense Hessians, or power iteration from one start vector for all (``generator``) or, given K
+    generators, each trial's from its own, every trial stopping at its own iteration, as alone."""
     k, n = alpha.shape[0], alpha[0].numel()
     if method == "auto":
         method = "dense" if n <= dense_max else "power"
@@ -185,20 +185,27 @@ def dominant_eigenvalues(loss_fn: LossFn, alpha: torch.Tensor, method: str = "au
         return torch.zeros_like(v) if g is None else g.reshape(k, -1)
 
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
-    start = torch.randn(n, generator=generator, dtype=alpha.dtype).to(alpha.device)
-    top = _trial_power_iteration(hvp, start, k, iterations, tol)
+
+    def start(trials: list[int]) -> torch.Tensor:  # (n,) shared, or (K, n): the listed trials' own
+        if isinstance(generator, torch.Generator):
+            return torch.randn(n, generator=generator, dtype=alpha.dtype).to(alpha.device)
+        return torch.stack([torch.randn(n, generator=g, dtype=alpha.dtype) if t in trials
+                            else torch.ones(n, dtype=alpha.dtype) for t, g in enumerate(generator)]).to(alpha.device)
+
+    top = _trial_power_iteration(hvp, start(list(range(k))), k, iterations, tol)
     negative = [t for t in range(k) if top[t] < 0.0]
     if negative:  # as dominant_eigenvalue: lambda_max of H - shift I, from a second start vector
         shift = torch.tensor(top, dtype=alpha.dtype, device=alpha.device).unsqueeze(1)
-        second = torch.randn(n, generator=generator, dtype=alpha.dtype).to(alpha.device)
+        second = start(negative)
         again = _trial_power_iteration(lambda v: hvp(v) - shift * v, second, k, iterations, tol)
         top = [top[t] + again[t] if t in negative else top[t] for t in range(k)]
     return top
 
 
 def _trial_power_iteration(matvec, v0: torch.Tensor, k: int, iterations: int, tol: float) -> list[float]:
-    """``_power_iteration`` for K trials from the same start: each keeps the value at which it alone stops."""
-    v = (v0 / v0.norm()).expand(k, -1).clone()
+    """``_power_iteration`` for K trials from the same start (n,) or their own (K, n): each keeps
+    the value at which it alone stops."""
+    v = (v0 / v0.norm()).expand(k, -1).clone() if v0.dim() == 1 else v0 / v0.norm(dim=1, keepdim=True)
     value = [0.0] * k
     done = [False] * k
     for _ in range(iterations):

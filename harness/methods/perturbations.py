@@ -52,6 +52,11 @@ def project_simplex_box(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, ite
     return torch.minimum(torch.maximum(v - (a + b) / 2, lo), hi)
 
 
+def _first(state):
+    """The state of the first trial (what a row's trials share: epoch, training)."""
+    return state[0] if isinstance(state, list) else state
+
+
 class _SDARTSPerturbation:
     """Shared parts of SDARTS-RS / -ADV: the epsilon ramp and where the ball lives.
 
@@ -64,6 +69,11 @@ class _SDARTSPerturbation:
 
     epsilon ramps linearly per epoch from ``epsilon_start`` to ``epsilon`` (public code:
     0.03 -> 0.3); ``epsilon_start=None`` keeps it constant.
+
+    ``perturb(alpha, train_loss, state)`` takes one trial's (positions, ops) alpha and its state,
+    or K trials' (K, positions, ops) alpha and their K states: each trial draws from its own
+    stream, and PGD's ascent direction for trial t is the gradient of the summed loss in its
+    block, which is its own loss's (trials do not interact).
     """
 
     def __init__(self, epsilon: float = 0.3, epsilon_start: float | None = 0.03, on: str = "weights") -> None:
@@ -75,7 +85,8 @@ class _SDARTSPerturbation:
         self.epsilon_start = epsilon_start
         self.on = on
 
-    def current_epsilon(self, state: SearchState | None) -> float:
+    def current_epsilon(self, state: SearchState | list[SearchState] | None) -> float:
+        state = _first(state)
         if self.epsilon_start is None or state is None:
             return self.epsilon
         return self.epsilon_start + (self.epsilon - self.epsilon_start) * state.epoch / max(state.epochs, 1)
@@ -93,7 +104,9 @@ class _SDARTSPerturbation:
     def _to_alpha(self, v: torch.Tensor) -> torch.Tensor:
         return v if self.on == "alpha" else torch.log(v + _LOG_FLOOR)
 
-    def _uniform(self, center: torch.Tensor, eps: float, state: SearchState) -> torch.Tensor:
+    def _uniform(self, center: torch.Tensor, eps: float, state: SearchState | list[SearchState]) -> torch.Tensor:
+        if isinstance(state, list):  # K trials: trial t's (positions, ops) block from its own stream
+            return torch.stack([self._uniform(c, eps, s) for c, s in zip(center, state)])
         return (2 * state.rand(center.shape, dtype=center.dtype).to(center.device) - 1) * eps
 
 
@@ -105,8 +118,8 @@ class RandomSmoothing(_SDARTSPerturbation):
 
     name = "sdarts-rs"
 
-    def perturb(self, alpha: torch.Tensor, train_loss: LossFn | None, state: SearchState) -> torch.Tensor:
-        if not state.training:
+    def perturb(self, alpha: torch.Tensor, train_loss: LossFn | None, state) -> torch.Tensor:
+        if not _first(state).training:
             return alpha.detach()
         eps = self.current_epsilon(state)
         center = self._center(alpha)
@@ -142,8 +155,8 @@ class AdversarialAlpha(_SDARTSPerturbation):
         self.step_size = step_size
         self.random_start = random_start
 
-    def perturb(self, alpha: torch.Tensor, train_loss: LossFn, state: SearchState) -> torch.Tensor:
-        if not state.training:
+    def perturb(self, alpha: torch.Tensor, train_loss: LossFn, state) -> torch.Tensor:
+        if not _first(state).training:
             return alpha.detach()
         eps = self.current_epsilon(state)
         step = self.step_size if self.step_size is not None else 2 * eps / self.steps

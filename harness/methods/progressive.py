@@ -79,39 +79,55 @@ class ProgressiveSearch(ComposedSearch):
             mask[i, previous[source].topk(keep).indices] = True
         return mask
 
-    def search_trials(self, ctxs: list[MethodContext]) -> list[tuple[SearchOutcome | None, str]]:
-        """Stage by stage, one trial at a time (``trial_axis_reason``)."""
-        out = []
-        for ctx in ctxs:
-            try:
-                out.append((self.search(ctx), ""))
-            except TrialDiverged as exc:
-                out.append((None, str(exc)))
-        return out
+    def trial_axis_reason(self, space) -> str:
+        if "cells" in getattr(space, "capabilities", ()):
+            # A cell's parameter-free candidates hold per-trial BatchNorm statistics, so an op that
+            # only some trials keep cannot run for those alone (the 1D mixer's subset path).
+            return "P-DARTS's stages keep different ops per trial, which a cell runs one trial at a time"
+        return super().trial_axis_reason(space)
 
-    def search(self, ctx: MethodContext) -> SearchOutcome:
+    def search_trials(self, ctxs: list[MethodContext]) -> list[tuple[SearchOutcome | None, str]]:
+        """Stage by stage over K trials: each trial keeps its own best ops (a (K, positions, ops)
+        op mask; an op a trial dropped runs only for the trials that keep it, so its draws and
+        statistics stay each trial's own). Where that is not possible, one trial at a time."""
+        ctx, k = ctxs[0], len(ctxs)
+        if k > 1 and self.trial_axis_reason(ctx.space):
+            return [result for c in ctxs for result in self.search_trials([c])]
         _, kept, dropout = self.plan(ctx.space)
         if ctx.epochs < len(kept):
             raise ValueError(f"P-DARTS needs at least {len(kept)} epochs (one per stage)")
         cells = "cells" in getattr(ctx.space, "capabilities", ())
-        previous, stages = None, []
+        previous, stages, reasons = None, [], [""] * k
         for stage, epochs in enumerate(self.stage_epochs(ctx.epochs, ctx.space)):
             space = self.stage_space(ctx, stage)
             mask = None
             if previous is not None:
-                mask = self.carry_mask(previous, space.n_positions, kept[stage])
+                masks = torch.stack([self.carry_mask(p, space.n_positions, kept[stage]) for p in previous])
+                mask = masks[0] if k == 1 else masks
             hooks = (*self.mix_hooks, ParameterFreeDropout(rate=dropout[stage]))
-            run = self.start([ctx], space, epochs, op_mask=mask, hooks=hooks)
+            run = self.start(ctxs, space, epochs, op_mask=mask, hooks=hooks)
+            for t, reason in enumerate(reasons):  # a trial that failed in an earlier stage stays failed
+                if reason:
+                    run.batch.failures.fail([t], reason)
             self.optimize(run, epochs)
-            if run.batch.failures.reasons[0]:
-                raise TrialDiverged(run.batch.failures.reasons[0])
-            previous = self.relaxation.probabilities(run.masked(run.alpha[0].detach())).detach()
-            previous = previous.masked_fill(torch.isnan(previous), 0.0)
+            reasons = list(run.batch.failures.reasons)
+            if all(reasons):
+                return [(None, reason) for reason in reasons]
+            previous = [self.relaxation.probabilities(run.masked(a, t)).detach()
+                        for t, a in enumerate(run.alpha.detach())]
+            previous = [p.masked_fill(torch.isnan(p), 0.0) for p in previous]
             depth = {"cells": space.n_cells} if cells else {"layers": space.n_positions}
             stages.append({**depth, "epochs": epochs, "ops_kept": kept[stage]})
-        ((outcome, failure),) = self.finish(run)
+        results = []
+        for outcome, failure in self.finish(run):
+            if outcome is not None:
+                outcome.extra["stages"] = stages
+                outcome.extra["epochs_run"] = sum(s["epochs"] for s in stages[:-1]) + outcome.extra["epochs_run"]
+            results.append((outcome, failure))
+        return results
+
+    def search(self, ctx: MethodContext) -> SearchOutcome:
+        ((outcome, failure),) = self.search_trials([ctx])
         if failure:
             raise TrialDiverged(failure)
-        outcome.extra["stages"] = stages
-        outcome.extra["epochs_run"] = sum(s["epochs"] for s in stages[:-1]) + run.epochs_run
         return outcome

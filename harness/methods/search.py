@@ -19,7 +19,6 @@ gives exactly the numbers it gave before components existed.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -27,13 +26,14 @@ import torch
 from harness.methods.base import SearchOutcome
 from harness.methods.checkpoint import generator_states, restore_generators, to_cpu
 from harness.methods.context import MethodContext, TrialDiverged
-from harness.methods.discretization import ArgmaxDiscretization, PerturbationSelection
+from harness.methods.discretization import ArgmaxDiscretization
+from harness.methods.early_stopping import TrialStopping
 from harness.methods.estimators import FirstOrder
 from harness.methods.relaxation import SoftmaxRelaxation
 from harness.methods.schedules import alpha_lr_factor, cosine, natural_exp_cosine, param_lr_factor
 from harness.methods.search_finish import SearchFinish
 from harness.methods.search_steps import SearchSteps
-from harness.methods.state import SearchState
+from harness.methods.state import SearchState, TrialStates
 from harness.methods.supernet import Mixer, SearchRun, SupernetProbe, evaluating
 from harness.methods.training import (
     make_weight_optimizer,
@@ -41,10 +41,14 @@ from harness.methods.training import (
 )
 from harness.methods.trial_batch import TrialBatch
 from harness.spaces import PARAMETER_FREE_OPS
+from harness.spaces.trial_axis import trial_slices
 
 ALPHA_INIT_SCALE = 1e-3  # alpha ~ 1e-3 * N(0, 1), as in DARTS
 PARAM_LR_SCHEDULES = ("constant", "cosine", "natural-exp-cosine")
 HESSIAN_MODES = ("none", "end", "epochs")
+# What a search checkpoint holds; one of another layout is not resumed (the search starts over).
+# 2: early stopping, frozen trials and per-epoch eigenvalues per trial.
+CHECKPOINT_LAYOUT = 2
 
 
 def alpha_optimizer(alpha: torch.Tensor, hp) -> torch.optim.Optimizer:
@@ -121,25 +125,11 @@ class ComposedSearch(SearchSteps, SearchFinish):
 
     def trial_axis_reason(self, space) -> str:
         """Empty when several trials of this method run as one computation on ``space``, else why
-        each trial runs alone (K = 1 of the same engine). The components named here act per trial
-        on the network's activations or the trial's whole run and are not on the trial axis yet."""
+        each trial runs alone (K = 1 of the same engine): a space without the trial axis, or a
+        component that cannot act per trial there (P-DARTS on cells: ``ProgressiveSearch``)."""
         if "trial-axis" not in getattr(space, "capabilities", ()):
             return f"space {getattr(space, 'name', space)!r} has no trial axis"
-        if type(self) is not ComposedSearch:
-            return f"{type(self).__name__} runs one trial at a time"
-        parts = [f"weight perturbation {type(self.weight_perturbation).__name__}"] if self.weight_perturbation else []
-        parts += [f"mix hook {type(h).__name__}" for h in self.mix_hooks]
-        if self.early_stopping is not None:
-            parts.append(f"early stopping {type(self.early_stopping).__name__}")
-        if self.ablation_weight:
-            parts.append("the ablation loss")
-        if self.pretrained_ops:
-            parts.append("pre-trained ops")
-        if isinstance(self.discretization, PerturbationSelection):
-            parts.append("discretization by perturbation")
-        if self.hessian == "epochs":
-            parts.append("per-epoch Hessian diagnostics")
-        return f"{', '.join(parts)}: one trial at a time" if parts else ""
+        return ""
 
     def start(
         self, ctxs: list[MethodContext], space, epochs: int, op_mask: torch.Tensor | None = None,
@@ -168,15 +158,21 @@ class ComposedSearch(SearchSteps, SearchFinish):
             for c in ctxs
         ]
         if self.pretrained_ops:
-            self._load_pretrained(model, ctx, space)
+            self._load_pretrained(model, ctxs, space)
         weights = [p for p in model.parameters() if p.requires_grad]
         w_opt = None
         if weights:
             hp = ctx.hp
             w_opt = make_weight_optimizer(weights, hp.param_optimizer, hp.param_lr,
                                           hp.param_weight_decay * self.weight_decay_factor, hp.param_momentum)
-        # The mixer is the seam for hooks and masks of a trial alone; K trials need none (trial_axis_reason).
-        mixer = Mixer(states[0], tuple(self.mix_hooks if hooks is None else hooks), op_mask) if k == 1 else None
+        # The mixer is the seam for hooks, masks and deactivation. K trials without any keep the
+        # fused weighted sum of their mixed ops.
+        hooks = tuple(self.mix_hooks if hooks is None else hooks)
+        mixer = None
+        if k == 1:
+            mixer = Mixer(states[0], hooks, op_mask)
+        elif hooks or op_mask is not None or self.ablation_weight:
+            mixer = Mixer(TrialStates(states), hooks, op_mask)
 
         # Objectives and penalties that depend on the trial (per-op costs need problem and op sizes).
         def built(components):
@@ -196,6 +192,7 @@ class ComposedSearch(SearchSteps, SearchFinish):
             op_mask=op_mask,
             history=[[a.detach().cpu().tolist()] for a in alpha] if ctx.record_alpha_history else None,
             combiner_weights=[[] for _ in ctxs],
+            hessian_per_epoch=[[] for _ in ctxs],
         )
 
     def _param_lr(self, epoch: int, epochs: int, ctx: MethodContext) -> float:
@@ -214,9 +211,9 @@ class ComposedSearch(SearchSteps, SearchFinish):
         task, hp = ctx.task, ctx.hp
         a_opt = alpha_optimizer(alpha, ctx.hp)
         weights = [p for p in model.parameters() if p.requires_grad]
-        probe = SupernetProbe(self, run) if run.k == 1 else None
+        probe = SupernetProbe(self, run)
         if self.early_stopping is not None:
-            self.early_stopping.reset()
+            run.stopping = TrialStopping(self.early_stopping, run.k)
         if self.pretrained_ops:
             model.eval()  # frozen, pre-trained ops keep their BatchNorm statistics
         else:
@@ -250,24 +247,39 @@ class ComposedSearch(SearchSteps, SearchFinish):
                 alpha.grad = torch.where(failures.active.view(-1, 1, 1), grad, torch.zeros_like(grad))
                 a_opt.step()
             run.epochs_run = epoch + 1
-            for state, snapshot in zip(run.states, alpha.detach().clone()):
-                state.alpha_history.append(snapshot)
-            if run.history is not None:
-                for history, snapshot in zip(run.history, alpha.detach()):
-                    history.append(snapshot.cpu().tolist())
-            snapshot = run.state.alpha_history[-1]
-            if self.hessian == "epochs":  # K = 1 (trial_axis_reason)
-                run.hessian_per_epoch.append(self._dominant_eigenvalue(probe, snapshot, run.state))
-            stop = False
-            if self.early_stopping is not None:  # K = 1 (trial_axis_reason)
-                with evaluating(model, run.state):
-                    stop = self.early_stopping.observe(epoch, snapshot, run.state, probe)
-                run.stopped_early = stop and epoch + 1 < epochs
+            live = torch.nonzero(failures.active).flatten().tolist()
+            snapshots = alpha.detach().clone()
+            for t in live:
+                run.states[t].alpha_history.append(snapshots[t])
+                if run.history is not None:
+                    run.history[t].append(snapshots[t].cpu().tolist())
+            if self.hessian == "epochs":
+                values = self._eigenvalues(run, snapshots)
+                for t in live:
+                    run.hessian_per_epoch[t].append(values[t])
+            if run.stopping is not None:
+                self._observe_stopping(run, epoch, snapshots, probe, live)
+            stop = not failures.any_alive  # every trial stopped early (or failed)
             if checkpoint is not None:
                 last = stop or epoch + 1 == epochs
                 checkpoint.save(phase, self._checkpoint_state(run, a_opt, epoch, stop), final=last)
             if stop:
                 break
+
+    def _observe_stopping(self, run: SearchRun, epoch: int, snapshots: torch.Tensor, probe, live: list[int]) -> None:
+        """The early-stopping rule of every live trial; a trial that stops keeps its weights and
+        alpha of this epoch (``run.frozen``) and leaves the batch: its batch mates go on."""
+        rule = run.stopping.rules[0]
+
+        def eigenvalues(alphas: torch.Tensor, generators: list) -> list[float]:
+            return self._eigenvalues(run, alphas, rule.method, rule.iterations, generators)
+
+        with evaluating(run.model, run.state):
+            stopped = run.stopping.observe(epoch, snapshots, run.states, probe, live, eigenvalues)
+        if run.k > 1:
+            for t in stopped:
+                run.frozen[t] = {"alpha": snapshots[t], "model": trial_slices(run.model, run.k, t)}
+        run.batch.failures.stop(stopped)
 
     @staticmethod
     def _fail_non_finite(run: SearchRun, grad: torch.Tensor, where: str) -> None:
@@ -280,21 +292,22 @@ class ComposedSearch(SearchSteps, SearchFinish):
     # state beyond this is a function of the epoch and the streams, except early stopping's.
     def _checkpoint_state(self, run: SearchRun, a_opt, epoch: int, stopped: bool) -> dict:
         return to_cpu({
-            "trials": run.k, "epoch": epoch, "stopped": stopped, "model": run.model.state_dict(),
+            "layout": CHECKPOINT_LAYOUT, "trials": run.k, "epoch": epoch, "stopped": stopped,
+            "model": run.model.state_dict(),
             "alpha": run.alpha.detach(), "w_opt": run.w_opt.state_dict() if run.w_opt is not None else None,
             "a_opt": a_opt.state_dict(), "batch_generators": run.batch.generator_states(),
             "arch_generators": generator_states({str(t): s.generator for t, s in enumerate(run.states)}),
             "failures": run.batch.failures.state(), "history": run.history,
             "alpha_history": [list(s.alpha_history) for s in run.states], "epochs_run": run.epochs_run,
-            "stopped_early": run.stopped_early, "hessian_per_epoch": list(run.hessian_per_epoch),
+            "hessian_per_epoch": [list(h) for h in run.hessian_per_epoch],
             "combiner_weights": [list(w) for w in run.combiner_weights],
-            "early_stopping": copy.deepcopy(vars(self.early_stopping)) if self.early_stopping is not None else None,
+            "stopping": run.stopping.state() if run.stopping is not None else None, "frozen": dict(run.frozen),
         })
 
     def _restore(self, run: SearchRun, a_opt, saved: dict | None) -> int:
         """Load a checkpointed epoch into ``run``; the first epoch still to run (0 without one, or
-        with a checkpoint of another layout, e.g. written before the trial axis)."""
-        if saved is None or saved.get("trials") != run.k:
+        with a checkpoint of another layout, e.g. written before early stopping was per trial)."""
+        if saved is None or saved.get("trials") != run.k or saved.get("layout") != CHECKPOINT_LAYOUT:
             return 0
         device = run.alpha.device
         run.model.load_state_dict(saved["model"])
@@ -310,8 +323,8 @@ class ComposedSearch(SearchSteps, SearchFinish):
         for state, history in zip(run.states, saved["alpha_history"]):
             state.alpha_history = [a.to(device) for a in history]
             state.epoch = saved["epoch"]
-        run.epochs_run, run.stopped_early = saved["epochs_run"], saved["stopped_early"]
+        run.epochs_run, run.frozen = saved["epochs_run"], saved.get("frozen", {})
         run.hessian_per_epoch, run.combiner_weights = saved["hessian_per_epoch"], saved["combiner_weights"]
-        if self.early_stopping is not None and saved["early_stopping"] is not None:
-            vars(self.early_stopping).update(saved["early_stopping"])
+        if run.stopping is not None and saved.get("stopping") is not None:
+            run.stopping.load(saved["stopping"])
         return run.states[0].epochs if saved["stopped"] else saved["epoch"] + 1

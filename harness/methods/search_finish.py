@@ -9,12 +9,14 @@ import math
 import torch
 
 from harness.methods.base import SearchOutcome
-from harness.methods.context import MethodContext
+from harness.methods.context import MethodContext, TrialDiverged
 from harness.methods.discretization import PerturbationSelection
 from harness.methods.hessian import dominant_eigenvalues
 from harness.methods.state import SearchState
 from harness.methods.supernet import PROBE_SEED_OFFSET, SearchRun, SupernetProbe, evaluating, mixed_ops
 from harness.methods.training import evaluate_metrics, evaluate_trial_metrics, train_network
+from harness.methods.trial_finish import load_candidates, note_pretrain_failures, probed_genotypes
+from harness.spaces.trial_axis import load_trial_slices
 
 HESSIAN_SEED = 12345  # the power iteration's start vector: its own seed, + the epoch
 INHERITED_PREFIX = "inherited_"  # one-shot metrics of the derived genotype with the supernet's weights
@@ -40,27 +42,27 @@ class SearchFinish:
     def finish(self, run: SearchRun) -> list[tuple[SearchOutcome | None, str]]:
         """Per trial: the one-shot metrics, diagnostics and genotype, or the trial's failure."""
         ctx, failures = run.ctx, run.batch.failures
-        rollback = getattr(self.early_stopping, "rollback_alpha", None) if self.early_stopping else None
-        final = (run.alpha if rollback is None else rollback.unsqueeze(0)).detach()
+        note_pretrain_failures(run)
+        final = self._final_alpha(run)
         for t in range(run.k):
             if not bool(torch.isfinite(final[t]).all()):
                 failures.fail([t], f"diverged: non-finite loss ({float(final[t].sum())}) "
                                    "in the final architecture parameters")
-        if not failures.any_alive:
+        if not bool(failures.succeeded.any()):
             return [(None, reason) for reason in failures.reasons]
-        live = failures.active.view(-1, 1, 1)
+        live = failures.succeeded.view(-1, 1, 1)
         final = torch.where(live, final, torch.zeros_like(final))  # failed trials' NaNs stay out of the batch
         oneshot = self._evaluate(run, self._mixing_weights(run, final, None))
         # Diagnostics before discretization: DARTS+PT's rule fine-tunes the supernet.
         eigenvalues = self._final_eigenvalues(run, final)
         extras = [None if failures.reasons[t] else self._extra(run, t, eigenvalues) for t in range(run.k)]
-        probs = [self.relaxation.probabilities(run.masked(a)) for a in final]
-        genotypes = []
-        for t, p in enumerate(probs):
-            if isinstance(self.discretization, PerturbationSelection):  # K = 1 (trial_axis_reason)
-                genotypes.append(self.discretization.genotype(run.space, p, ctx.ops, SupernetProbe(self, run)))
-            else:
-                genotypes.append(self.discretization.genotype(run.space, p, run.ctxs[t].ops))
+        probs = [self.relaxation.probabilities(run.masked(a, t)) for t, a in enumerate(final)]
+        if not isinstance(self.discretization, PerturbationSelection):
+            genotypes = [self.discretization.genotype(run.space, p, c.ops) for p, c in zip(probs, run.ctxs)]
+        elif run.k == 1:
+            genotypes = [self.discretization.genotype(run.space, probs[0], ctx.ops, SupernetProbe(self, run))]
+        else:  # each trial's rule on the trial alone, continuing where the batch left it
+            genotypes = probed_genotypes(self, run, probs)
         if "genotype-mask" in getattr(run.space, "capabilities", ()):
             # The derived architecture inside the supernet, with the supernet's weights (issue 12).
             masks = torch.stack([run.space.genotype_weights(g, c.ops) for g, c in zip(genotypes, run.ctxs)])
@@ -82,6 +84,19 @@ class SearchFinish:
             ), ""))
         return results
 
+    @staticmethod
+    def _final_alpha(run: SearchRun) -> torch.Tensor:
+        """Every trial's alpha to discretize: the last, or, for a trial that stopped early, the one it
+        stopped with (its weights go back into the supernet too), or its rule's rollback alpha."""
+        final = run.alpha.detach().clone()
+        for t, frozen in run.frozen.items():
+            load_trial_slices(run.model, run.k, t, frozen["model"])
+            final[t] = frozen["alpha"]
+        for t, rule in enumerate(run.stopping.rules if run.stopping is not None else ()):
+            if getattr(rule, "rollback_alpha", None) is not None:
+                final[t] = rule.rollback_alpha
+        return final
+
     def _evaluate(self, run: SearchRun, weights: torch.Tensor) -> list[dict[str, float]]:
         """Every trial's validation metrics of the supernet mixed by ``weights`` (its one-shot score)."""
         if run.k == 1:
@@ -90,24 +105,29 @@ class SearchFinish:
         return evaluate_trial_metrics(run.model, run.ctxs, weights, "val")
 
     def _extra(self, run: SearchRun, trial: int, eigenvalues: list[float] | None) -> dict:
-        extra: dict = {"epochs_run": run.epochs_run, "stopped_early": run.stopped_early}
+        epochs_run, stopped_early = run.trial_epochs(trial)
+        extra: dict = {"epochs_run": epochs_run, "stopped_early": stopped_early}
         if eigenvalues is not None:
             extra["hessian_eigenvalue"] = eigenvalues[trial]
-        if run.hessian_per_epoch:
-            extra["hessian_eigenvalue_per_epoch"] = run.hessian_per_epoch
-        if self.early_stopping is not None:
-            extra["early_stopping_signal"] = [float(v) for v in self.early_stopping.signal]
+        if run.hessian_per_epoch[trial]:
+            extra["hessian_eigenvalue_per_epoch"] = run.hessian_per_epoch[trial]
+        if run.stopping is not None:
+            extra["early_stopping_signal"] = [float(v) for v in run.stopping.rules[trial].signal]
         if run.combiner_weights[trial]:
             extra["combiner_weights_mean"] = torch.tensor(run.combiner_weights[trial]).mean(0).tolist()
         return extra
 
     def _final_eigenvalues(self, run: SearchRun, final: torch.Tensor) -> list[float] | None:
-        """The end-of-search diagnostic of every trial: the dominant eigenvalue of its validation loss
-        on its first probe batch (eval mode, fixed noise) w.r.t. its alpha, from one start vector."""
-        if self.hessian == "none":
-            return None
+        return None if self.hessian == "none" else self._eigenvalues(run, final)
+
+    def _eigenvalues(self, run: SearchRun, alphas: torch.Tensor, method: str = "auto", iterations: int | None = None,
+                     generators: list | None = None) -> list[float]:
+        """Every trial's dominant eigenvalue of its validation loss on its first probe batch (eval
+        mode, fixed noise) w.r.t. its alpha (K, ...). The diagnostic's power iteration starts from one
+        vector of its own seed; DARTS-ES passes its trials' own streams (as its rule alone does)."""
+        iterations = self.hessian_iterations if iterations is None else iterations
         if run.k == 1:
-            return [self._dominant_eigenvalue(SupernetProbe(self, run), final[0], run.state)]
+            return [self._dominant_eigenvalue(SupernetProbe(self, run), alphas[0], run.state)]
         ctxs = run.ctxs
         batch = run.ctx.task.sample_trials(
             [torch.Generator().manual_seed(c.streams.seed("eval") + PROBE_SEED_OFFSET) for c in ctxs], "val")
@@ -119,30 +139,55 @@ class SearchFinish:
                 weights = self._mixing_weights(run, a, None)
                 return run.batch.losses(run.batch.output(run.model, batch, weights, None, noise), batch).sum()
 
-        gen = torch.Generator().manual_seed(HESSIAN_SEED + run.state.epoch)
+        gen = torch.Generator().manual_seed(HESSIAN_SEED + run.state.epoch) if generators is None else generators
+        alphas = torch.where(torch.isfinite(alphas), alphas, torch.zeros_like(alphas))  # failed trials' NaNs
         try:
-            return dominant_eigenvalues(probe_loss, final, "auto", self.hessian_iterations, gen)
+            return dominant_eigenvalues(probe_loss, alphas, method, iterations, gen)
         except (RuntimeError, ValueError):
             return [math.nan] * run.k
 
     # ------------------------------------------------------------------------- DAS-single
-    def _load_pretrained(self, model, ctx: MethodContext, space) -> None:
+    def _load_pretrained(self, model, ctxs: list[MethodContext], space) -> None:
         """[001] §5.4: train the all-lgd and all-net networks, copy their layers into the
-        supernet's lgd / net candidates and freeze every weight (roll and noise have none)."""
+        supernet's lgd / net candidates and freeze every weight (roll and noise have none).
+
+        Over K trials each trial pre-trains alone (K = 1, its own child streams), so its candidates
+        hold bit for bit what the trial alone pre-trains; they are stacked into ``model``. A trial
+        whose pre-training diverges fails alone: its candidates are NaN (it fails at its first
+        search step) and ``finish`` reports the pre-training's reason (``model.pretrain_failures``)."""
         if "layers" not in getattr(space, "capabilities", ()):
             raise ValueError("DAS-single's pre-trained ops are defined for a space of layers (the sequential one) only")
-        epochs = ctx.epochs if self.pretrain_epochs is None else int(self.pretrain_epochs)
-        targets = mixed_ops(model)
+        k, ops = len(ctxs), ctxs[0].ops
+        reasons = [""] * k
         for index, op in enumerate(("lgd", "net")):
-            if op not in ctx.ops:
+            if op not in ops:
                 continue
-            child = ctx.streams.child(index)
-            with child.seeded_init("retrain_init"):
-                network = space.network(space.uniform_genotype(op), ctx.op_config).to(ctx.device)
-            sub_ctx = MethodContext(**{**ctx.__dict__, "epochs": epochs, "streams": child})
-            train_network(network, sub_ctx, child.generator("retrain_data"), child.generator("noise_op"), split="train")
-            k = ctx.ops.index(op)
-            for target, source in zip(targets, mixed_ops(network)):
-                target.ops[k].load_state_dict(source.ops[0].state_dict())
+            sources = []
+            for t, ctx in enumerate(ctxs):
+                network, diverged = self._pretrained_network(ctx, space, op, index, ctxs[0].checkpoint)
+                if diverged is not None:
+                    if k == 1:
+                        raise diverged
+                    reasons[t] = reasons[t] or str(diverged)
+                sources.append(mixed_ops(network))
+            load_candidates(mixed_ops(model), ops.index(op), sources, reasons)
         for p in model.parameters():
             p.requires_grad_(False)
+        model.pretrain_failures = reasons
+
+    def _pretrained_network(
+        self, ctx: MethodContext, space, op: str, index: int, checkpoint
+    ) -> tuple[torch.nn.Module, TrialDiverged | None]:
+        """The all-``op`` network of one trial trained on its ``index``-th child streams, and its
+        divergence if any. Over K trials every pre-training saves into the batch's checkpoint, as
+        phases in a fixed order (so a resumed batch meets them in the same order)."""
+        epochs = ctx.epochs if self.pretrain_epochs is None else int(self.pretrain_epochs)
+        child = ctx.streams.child(index)
+        with child.seeded_init("retrain_init"):
+            network = space.network(space.uniform_genotype(op), ctx.op_config).to(ctx.device)
+        sub_ctx = MethodContext(**{**ctx.__dict__, "epochs": epochs, "streams": child, "checkpoint": checkpoint})
+        try:
+            train_network(network, sub_ctx, child.generator("retrain_data"), child.generator("noise_op"), split="train")
+        except TrialDiverged as exc:
+            return network, exc
+        return network, None

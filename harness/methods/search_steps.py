@@ -17,8 +17,8 @@ class SearchSteps:
         Each trial's weights come from its own state (its own random draws)."""
         if run.k == 1:
             return self.relaxation.weights(run.masked(alpha[0]), None if states is None else states[0])
-        return torch.stack([self.relaxation.weights(run.masked(a), None if states is None else s)
-                            for a, s in zip(alpha, states or [None] * run.k)])
+        return torch.stack([self.relaxation.weights(run.masked(a, t), None if states is None else s)
+                            for t, (a, s) in enumerate(zip(alpha, states or [None] * run.k))])
 
     def _loss(self, run: SearchRun, alpha_for_mix: torch.Tensor, batch, where: str = "") -> torch.Tensor:
         """The summed loss of the live trials with mixing weights from ``alpha_for_mix`` (K, positions, ops)."""
@@ -29,14 +29,14 @@ class SearchSteps:
         """One weight step on a fresh training batch; returns the batch (the alpha step's L_train)."""
         batch = run.batch.sample("train")
         mix_alpha = run.alpha.detach()
-        if self.weight_perturbation is not None:  # K = 1 (trial_axis_reason)
+        if self.weight_perturbation is not None:
             replay = self._replayer(run)
 
             def train_loss(a):
                 replay()
-                return self._loss(run, a.unsqueeze(0), batch)
+                return self._loss(run, a, batch)
 
-            mix_alpha = self.weight_perturbation.perturb(mix_alpha[0], train_loss, run.state).unsqueeze(0)
+            mix_alpha = self.weight_perturbation.perturb(mix_alpha, train_loss, run.states)
             replay()
         loss = self._loss(run, mix_alpha.detach(), batch, f"in search (weight step), epoch {epoch} step {step}")
         if not run.batch.failures.any_alive:
@@ -107,8 +107,8 @@ class SearchSteps:
                 (g,) = torch.autograd.grad(penalty, [a], allow_unused=True)
                 penalized.append(grad[t] if g is None else grad[t] + g)
             grad = torch.stack(penalized)
-        if self.ablation_weight:  # K = 1 (trial_axis_reason)
-            grad = grad + self.ablation_weight * self._ablation_gradient(run, val_batch, replay).unsqueeze(0)
+        if self.ablation_weight:
+            grad = grad + self.ablation_weight * self._ablation_gradient(run, val_batch, replay)
         return grad.detach()
 
     def _adversarial_gradient(self, run, weights, train_loss, val_batch: Batch, xi, replay) -> torch.Tensor:
@@ -128,35 +128,39 @@ class SearchSteps:
         return self.estimator.alpha_gradient(run.alpha, weights, train_loss, adv_val_loss, xi, run.state)
 
     def _ablation_gradient(self, run: SearchRun, val_batch: Batch, replay) -> torch.Tensor:
-        """Gradient rows of D-DARTS's ablation loss ([002] Eqs 4.2-4.5), row i from cell i's own loss.
+        """Gradient rows of D-DARTS's ablation loss ([002] Eqs 4.2-4.5), row i from cell i's own loss,
+        for every trial (K, positions, ops).
 
         M_i = L(C) - L(C without cell i), L_AB^i = (M_i - mean M) / mean M. Cell i is
         deactivated (identity in the sequential space, removed edge otherwise), so L(C without i)
         does not depend on alpha_i and d L_AB^i / d alpha_i = g_i / m - M_i * s_i / (n m^2),
-        with g = grad L(C), s = grad sum_j M_j and m = mean M: two backward passes, not n.
+        with g = grad L(C), s = grad sum_j M_j and m = mean M: two backward passes, not n (per
+        trial: the trials' losses are independent, so each block of the summed gradient is its own).
         Each of the 10 layers of the sequential space is a "cell" (METHODS.md M45, CPU note)."""
-        a = run.alpha[0].detach().requires_grad_(True)
-        n = a.shape[0]
+        a = run.alpha.detach().requires_grad_(True)
+        n = a.shape[1]
         mode = "identity" if "layers" in getattr(run.space, "capabilities", ()) else "zero"
-        full = self._replayed_loss(run, a, val_batch, replay)
+        full = self._replayed_losses(run, a, val_batch, replay)
         contributions = []
         for i in range(n):
             run.mixer.deactivated = {i: mode}
             try:
-                contributions.append(full - self._replayed_loss(run, a, val_batch, replay))
+                contributions.append(full - self._replayed_losses(run, a, val_batch, replay))
             finally:
                 run.mixer.deactivated = {}
-        m_all = torch.stack(contributions)
-        mean = m_all.mean()
-        if abs(float(mean.detach())) < 1e-12:
-            return torch.zeros_like(a)
+        m_all = torch.stack(contributions)  # (positions, K)
+        mean = m_all.mean(0).detach().view(-1, 1, 1)
         g_full, g_sum = (
-            torch.autograd.grad(full, [a], retain_graph=True)[0],
+            torch.autograd.grad(full.sum(), [a], retain_graph=True)[0],
             torch.autograd.grad(m_all.sum(), [a])[0],
         )
-        m_det = m_all.detach().unsqueeze(1)
-        return g_full / mean.detach() - m_det * g_sum / (n * mean.detach() ** 2)
+        m_det = m_all.detach().t().unsqueeze(2)
+        out = g_full / mean - m_det * g_sum / (n * mean ** 2)
+        return torch.where(mean.abs() < 1e-12, torch.zeros_like(out), out)
 
-    def _replayed_loss(self, run, a, batch: Batch, replay) -> torch.Tensor:
+    def _replayed_losses(self, run, a, batch: Batch, replay) -> torch.Tensor:
+        """Every trial's loss (K,) with mixing weights from ``a``, 0 for a trial no longer running."""
         replay()
-        return self._loss(run, a.unsqueeze(0), batch)
+        weights = self._mixing_weights(run, a, run.states)
+        losses = run.batch.losses(run.batch.output(run.model, batch, weights, run.mixer), batch)
+        return torch.where(run.batch.failures.active, losses, torch.zeros_like(losses))

@@ -51,3 +51,41 @@ class SearchState:
 
     def rand(self, shape, dtype=torch.float32) -> torch.Tensor:
         return torch.rand(tuple(shape), generator=self.generator, dtype=dtype).to(self.device)
+
+
+class TrialStates:
+    """K trials' search states seen as one (the mix hooks of a K-trial supernet).
+
+    What is common to a row's trials (epoch, progress, training, ops, space) is read from the first
+    trial; every random draw is made per trial from the trial's own stream and stacked along dim 1,
+    the trial axis of the networks' activations ((B, K, N) in 1D, (N, K*C, H, W) in a cell), so a
+    trial draws exactly the numbers it draws alone."""
+
+    def __init__(self, states: list[SearchState]) -> None:
+        self.states = states
+
+    def __getattr__(self, name: str):
+        return getattr(self.__dict__["states"][0], name)
+
+    @property
+    def training(self) -> bool:
+        return self.states[0].training
+
+    @training.setter
+    def training(self, value: bool) -> None:
+        for state in self.states:
+            state.training = value
+
+    def _per_trial(self, draw, shape) -> torch.Tensor:
+        shape = tuple(shape)
+        k = len(self.states)
+        if len(shape) < 2 or shape[1] % k:
+            raise ValueError(f"shape {shape} has no trial axis of {k} trials at dim 1")
+        block = (shape[0], shape[1] // k, *shape[2:])
+        return torch.cat([draw(state, block) for state in self.states], dim=1)
+
+    def randn(self, shape, dtype=torch.float32) -> torch.Tensor:
+        return self._per_trial(lambda s, b: s.randn(b, dtype), shape)
+
+    def rand(self, shape, dtype=torch.float32) -> torch.Tensor:
+        return self._per_trial(lambda s, b: s.rand(b, dtype), shape)

@@ -12,7 +12,7 @@ import torch
 
 from harness.methods.context import MethodContext
 from harness.methods.discretization import ArgmaxDiscretization, PerturbationSelection
-from harness.methods.state import SearchState
+from harness.methods.state import SearchState, TrialStates
 from harness.methods.training import check_finite, task_loss
 from harness.methods.trial_batch import TrialBatch
 from harness.spaces.ops import MixedOp
@@ -39,13 +39,39 @@ class Mixer:
     ablation: identity in the sequential space, no contribution in the non-sequential one) and
     per-edge multipliers. ``mixed`` is a 1D ``MixedOp`` or a cell edge (``darts_cell.mixing.EdgeView``);
     where an edge changes the shape (a cell's stride-2 edges), its ``skip(u)`` stands for u itself
-    in deactivation, extra terms and the all-masked zero."""
+    in deactivation, extra terms and the all-masked zero.
 
-    state: SearchState
+    Over K trials ``state`` is a ``TrialStates`` and a position's weights are (K, ops): each trial's
+    weight scales its block of the trial axis (dim 1), and hooks draw per trial."""
+
+    state: SearchState | TrialStates
     hooks: tuple = ()
     op_mask: torch.Tensor | None = None
     deactivated: dict[int, str] = field(default_factory=dict)
     edge_weights: torch.Tensor | None = None
+
+    def _owners(self, pos: int, k: int) -> list[int] | None:
+        """None where every trial keeps op k at ``pos``, else the trials that keep it (a (K, positions,
+        ops) mask over K trials: P-DARTS's stages drop different ops per trial)."""
+        if self.op_mask is None:
+            return None
+        if self.op_mask.dim() == 2:
+            return None if bool(self.op_mask[pos, k]) else []
+        keep = self.op_mask[:, pos, k]
+        return None if bool(keep.all()) else torch.nonzero(keep).flatten().tolist()
+
+    @staticmethod
+    def _term(op, name: str, u: torch.Tensor, op_ctx, pos: int, weight: torch.Tensor, state, hooks) -> torch.Tensor:
+        """weight * op(u), with the hooks on the op's input and output."""
+        x = u
+        for hook in hooks:
+            if hasattr(hook, "op_input"):
+                x = hook.op_input(x, name, pos, state)
+        y = op(x, op_ctx)
+        for hook in hooks:
+            if hasattr(hook, "op_output"):
+                y = hook.op_output(y, name, pos, state)
+        return weight * y if weight.dim() == 0 else per_trial_weight(weight, y) * y
 
     @property
     def acts(self) -> bool:
@@ -65,17 +91,21 @@ class Mixer:
         hooks = self.hooks if self.state.training else ()
         out = None
         for k, (name, op) in enumerate(zip(mixed.names, mixed.ops)):
-            if self.op_mask is not None and not bool(self.op_mask[pos, k]):
+            owners = self._owners(pos, k)
+            if owners is not None and not owners:
                 continue
-            x = u
-            for hook in hooks:
-                if hasattr(hook, "op_input"):
-                    x = hook.op_input(x, name, pos, self.state)
-            y = op(x, op_ctx)
-            for hook in hooks:
-                if hasattr(hook, "op_output"):
-                    y = hook.op_output(y, name, pos, self.state)
-            term = weights[k] * y
+            if owners is not None and _holds_state(op):
+                # An op with per-trial weights runs for every trial; a trial that dropped it mixes
+                # it with weight exactly 0 (softmax of -inf), and it draws nothing.
+                owners = None
+            if owners is None:
+                term = self._term(op, name, u, op_ctx, pos, weights[k] if weights.dim() == 1 else weights[:, k],
+                                  self.state, hooks)
+            else:  # some trials dropped the op: it runs for the others only (their draws, as alone)
+                index = torch.tensor(owners, device=u.device)
+                part = self._term(op, name, select_blocks(u, index, weights.shape[0]), op_ctx.select(owners), pos,
+                                  weights[index, k], TrialStates([self.state.states[t] for t in owners]), hooks)
+                term = scatter_blocks(part, index, weights.shape[0])
             out = term if out is None else out + term
         base = u if skip is None or not (hooks or out is None) else skip(u)
         for hook in hooks:
@@ -87,6 +117,31 @@ class Mixer:
         if self.edge_weights is not None:
             out = out * self.edge_weights[pos]
         return out
+
+
+def _holds_state(op) -> bool:
+    return isinstance(op, torch.nn.Module) and (
+        any(True for _ in op.parameters()) or any(True for _ in op.buffers()))
+
+
+def select_blocks(x: torch.Tensor, index: torch.Tensor, k: int) -> torch.Tensor:
+    """The trial blocks ``index`` of dim 1 of ``x``, which holds K equal blocks."""
+    blocks = x.reshape(x.shape[0], k, x.shape[1] // k, *x.shape[2:])
+    return blocks.index_select(1, index).reshape(x.shape[0], -1, *x.shape[2:])
+
+
+def scatter_blocks(part: torch.Tensor, index: torch.Tensor, k: int) -> torch.Tensor:
+    """``part`` (trial blocks ``index``) placed into zeros of K blocks along dim 1."""
+    width = part.shape[1] // len(index)
+    blocks = part.reshape(part.shape[0], len(index), width, *part.shape[2:])
+    full = part.new_zeros(part.shape[0], k, width, *part.shape[2:]).index_copy(1, index, blocks)
+    return full.reshape(part.shape[0], k * width, *part.shape[2:])
+
+
+def per_trial_weight(weight: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-trial weights (K,) shaped to scale ``like``, whose dim 1 holds K equal trial blocks."""
+    block = like.shape[1] // weight.shape[0]
+    return weight.repeat_interleave(block).view(1, -1, *([1] * (like.dim() - 2)))
 
 
 @contextlib.contextmanager
@@ -110,10 +165,19 @@ class SupernetProbe:
 
     def __init__(self, search: ComposedSearch, run: SearchRun) -> None:
         self.search, self.run = search, run
-        ctx = run.ctx
-        gen = torch.Generator().manual_seed(ctx.streams.seed("eval") + PROBE_SEED_OFFSET)
-        self.batches = [ctx.task.sample(gen, "val") for _ in range(PROBE_BATCHES)]
-        self.noise_seed = ctx.streams.seed("eval") + PROBE_SEED_OFFSET + 1
+        self._batches: list | None = None
+        self.noise_seed = run.ctx.streams.seed("eval") + PROBE_SEED_OFFSET + 1
+
+    @property
+    def batches(self) -> list:
+        """Drawn when first scored: over K trials only ``genotype`` is asked of a probe."""
+        if self.run.k != 1:
+            raise ValueError("the supernet probe scores one trial's supernet; this run holds K > 1 trials")
+        if self._batches is None:
+            ctx = self.run.ctx
+            gen = torch.Generator().manual_seed(ctx.streams.seed("eval") + PROBE_SEED_OFFSET)
+            self._batches = [ctx.task.sample(gen, "val") for _ in range(PROBE_BATCHES)]
+        return self._batches
 
     def _loss(self, weights, batch) -> torch.Tensor:
         noise = torch.Generator().manual_seed(self.noise_seed)
@@ -170,9 +234,10 @@ class SearchRun:
     w_opt: torch.optim.Optimizer | None
     op_mask: torch.Tensor | None = None
     history: list[list] | None = None  # per trial
-    epochs_run: int = 0
-    stopped_early: bool = False
-    hessian_per_epoch: list = field(default_factory=list)
+    epochs_run: int = 0  # epochs the batch ran (a trial that stopped early ran fewer: ``trial_epochs``)
+    stopping: object | None = None  # early_stopping.TrialStopping
+    frozen: dict[int, dict] = field(default_factory=dict)  # trial -> its alpha and weights when it stopped
+    hessian_per_epoch: list[list[float]] = field(default_factory=list)  # per trial
     combiner_weights: list[list] = field(default_factory=list)  # per trial
     objectives: list = field(default_factory=list)
     regularizers: list = field(default_factory=list)
@@ -197,7 +262,17 @@ class SearchRun:
     def noise(self) -> torch.Generator:
         return self.batch.noise_generators[0]
 
-    def masked(self, alpha: torch.Tensor) -> torch.Tensor:
+    def trial_epochs(self, trial: int) -> tuple[int, bool]:
+        """(epochs run, stopped early) of one trial."""
+        stopped_at = None if self.stopping is None else self.stopping.stopped_at[trial]
+        if stopped_at is None:
+            return self.epochs_run, False
+        return stopped_at + 1, stopped_at + 1 < self.states[trial].epochs
+
+    def masked(self, alpha: torch.Tensor, trial: int = 0) -> torch.Tensor:
+        """alpha with the ops the op mask drops at -inf; a (K, positions, ops) mask holds one mask
+        per trial, and one trial's (positions, ops) alpha takes trial ``trial``'s."""
         if self.op_mask is None:
             return alpha
-        return alpha.masked_fill(~self.op_mask, float("-inf"))
+        mask = self.op_mask[trial] if self.op_mask.dim() == 3 and alpha.dim() == 2 else self.op_mask
+        return alpha.masked_fill(~mask, float("-inf"))

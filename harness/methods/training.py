@@ -70,6 +70,10 @@ def train_network(
     task = ctx.task
     recipe = recipe or task.retrain_recipe(ctx.hp, ctx.epochs)
     params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        # Nothing to train (a genotype of parameter-free ops only, e.g. all roll): the network is
+        # scored as it is, as in a batch of K trials, where its training steps change nothing.
+        return
     optimizer = make_weight_optimizer(params, recipe.optimizer, recipe.lr, recipe.weight_decay, recipe.momentum)
     set_drop_path = getattr(model, "set_drop_path", None)
     checkpoint = ctx.checkpoint

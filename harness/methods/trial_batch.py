@@ -20,11 +20,21 @@ from harness.methods.context import MethodContext
 
 
 class TrialFailures:
-    """Per-trial divergence: the first non-finite loss fails a trial, with its reason."""
+    """Per-trial divergence: the first non-finite loss fails a trial, with its reason. A trial
+    that early stopping ended (``stop``) also leaves the sum, without a reason: it is done."""
 
     def __init__(self, k: int, device: torch.device) -> None:
         self.reasons = [""] * k
         self.active = torch.ones(k, dtype=torch.bool, device=device)
+
+    def stop(self, trials: list[int]) -> None:
+        for t in trials:
+            self.active[t] = False
+
+    @property
+    def succeeded(self) -> torch.Tensor:
+        """bool (K,): the trials that have not failed (running or stopped)."""
+        return torch.tensor([not r for r in self.reasons], dtype=torch.bool, device=self.active.device)
 
     def check(self, losses: torch.Tensor, where: str) -> None:
         newly = self.active & ~torch.isfinite(losses.detach())

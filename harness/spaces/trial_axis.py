@@ -33,7 +33,8 @@ def per_trial(values: torch.Tensor, like: torch.Tensor, k: int) -> torch.Tensor:
     return values.view(k, *([1] * (like.dim() - 1))).repeat_interleave(like.shape[0] // k, dim=0)
 
 
-def _shared(key: str) -> bool:
+def shared_key(key: str) -> bool:
+    """Whether a state key is one value for all trials (BatchNorm's step counter), not per trial."""
     return key.rsplit(".", 1)[-1] in SHARED_KEYS
 
 
@@ -44,7 +45,7 @@ def stack_state_dicts(states: Sequence[dict]) -> dict:
     out = {}
     for key, first in states[0].items():
         values = [s[key] for s in states]
-        if _shared(key):
+        if shared_key(key):
             out[key] = first.clone()
         elif first.dim() == 0:
             out[key] = torch.stack(values)
@@ -63,7 +64,7 @@ def load_trial(target: nn.Module, source: nn.Module, k: int, trial: int) -> None
     wanted = target.state_dict()
     state = {}
     for key, value in source.state_dict().items():
-        if _shared(key):
+        if shared_key(key):
             state[key] = value.clone()
         else:
             state[key] = trial_view(value, k)[trial].reshape(wanted[key].shape).clone()
@@ -81,3 +82,29 @@ def clip_per_trial(params: list[torch.Tensor], k: int, max_norm: float) -> None:
     coef = (max_norm / (squares.sqrt() + 1e-6)).clamp(max=1.0)
     for g in grads:
         g.mul_(per_trial(coef, g, k))
+
+
+def trial_slices(module: nn.Module, k: int, trial: int) -> dict[str, torch.Tensor]:
+    """A copy of trial ``trial``'s slice of every per-trial parameter and buffer of a K-trial module."""
+    state = module.state_dict()
+    return {key: trial_view(value, k)[trial].clone() for key, value in state.items() if not shared_key(key)}
+
+
+@torch.no_grad()
+def load_trial_slices(module: nn.Module, k: int, trial: int, slices: dict[str, torch.Tensor]) -> None:
+    """Write ``trial_slices`` back into trial ``trial`` of the K-trial ``module``, leaving its batch mates."""
+    for key, value in module.state_dict().items():
+        if key in slices:
+            target = trial_view(value, k)[trial]
+            target.copy_(slices[key].reshape(target.shape))
+
+
+@torch.no_grad()
+def store_trial(stacked: nn.Module, single: nn.Module, k: int, trial: int) -> None:
+    """Write the single-trial ``single`` into trial ``trial`` of the K-trial ``stacked`` (the inverse
+    of ``load_trial``); shared counters take the single trial's value."""
+    source = single.state_dict()
+    load_trial_slices(stacked, k, trial, {key: v for key, v in source.items() if not shared_key(key)})
+    for key, value in stacked.state_dict().items():
+        if shared_key(key):
+            value.copy_(source[key])

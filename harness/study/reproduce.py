@@ -34,6 +34,7 @@ REFERENCES = (
     Reference("hyperparameters_blur", "studies/hyperparameters_blur.yaml", "[001] Table 3 (blur), Figs 4-8"),
     Reference("hyperparameters_downsampling", "studies/hyperparameters_downsampling.yaml",
               "[001] Table 3 (downsampling), Figs 4-8"),
+    Reference("das_single", "studies/das_single.yaml", "[001] §5.4, Fig. 5 (DAS-single vs DAS)"),
     Reference("nonsequential_hyperparameters", "studies/nonsequential_hyperparameters.yaml", "[001] Table 4"),
     Reference("methods_blur", "studies/methods_blur.yaml", "every method preset on blur (METHODS.md)"),
     Reference("cifar_proxy", "studies/cifar_proxy.yaml", "[003]/[004] DARTS cell search, CPU proxy (issue 12)",

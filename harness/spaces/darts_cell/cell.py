@@ -51,7 +51,8 @@ class SearchCell(nn.Module):
     """A cell whose every edge is a mixed op over ``op_names`` (14 edges for 4 steps).
 
     With ``settings.partial_channels`` k > 1 (PC-DARTS) the ops are built for C/k channels and
-    each edge mixes only that part (``mixing``); a ``mixer`` (K = 1) replaces the weighted sum."""
+    each edge mixes only that part (``mixing``); a ``mixer`` replaces the weighted sum (over K trials
+    it gets the edge's (K, ops) weights)."""
 
     def __init__(
         self, k: int, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool,
@@ -122,8 +123,6 @@ class SearchCell(nn.Module):
 
     def _forward_edges(self, s0, s1, weights, active, mixer, first_position: int) -> torch.Tensor:
         """Edge by edge: the path of mixers and of partial channels (a node sums its edges' outputs)."""
-        if mixer is not None and self.k != 1:
-            raise ValueError(f"a mixer mixes one trial's edges; this cell holds K = {self.k} trials")
         views = self.views(first_position) if mixer is not None else None
         states = [self.pre0(s0), self.pre1(s1)]
         relu_cache: dict[int, torch.Tensor] = {}
@@ -135,7 +134,7 @@ class SearchCell(nn.Module):
                 if self.partial > 1:
                     x, rest = split_channels(x, self.k, self.partial)
                 if mixer is not None:
-                    y = mixer(views[edge], x, None, weights[0, edge])
+                    y = mixer(views[edge], x, None, weights[0, edge] if self.k == 1 else weights[:, edge])
                 else:
                     y = self._weighted_sum(x, edge, source, weights, active, relu_cache)
                 if rest is not None:

@@ -3,8 +3,8 @@
 The 1D spaces hand every ``MixedOp`` to ``OpContext.mixer``; a search cell hands each mixed edge
 as an ``EdgeView`` with the same attributes (``position``, ``names``, ``ops`` called as
 ``op(x, ctx)``), so one ``Mixer`` (``harness.methods.search``) implements op masks, the mix
-hooks of perturbation methods and deactivation on both kinds of space. A mixer sees one trial's
-weights, so it needs K = 1.
+hooks of perturbation methods and deactivation on both kinds of space. Over K trials a mixer
+sees an edge's (K, ops) weights and the (N, K*C, H, W) input.
 
 PC-DARTS ([002] Eq. 3.33, METHODS.md M16) mixes only a 1/k channel subset of an edge's input and
 passes the rest by. As in PC-DARTS's public code the subset is the first C/k channels and the

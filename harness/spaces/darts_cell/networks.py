@@ -139,7 +139,7 @@ class SearchNetwork(nn.Module):
         over ops here ([002] Eq. 2.7); with ``relaxed=True`` they are used as given (Gumbel or
         sigmoid weights, or a genotype's 0/1 mask from ``genotype_mask``). Ops whose weight is 0
         for every trial are skipped when the weights need no gradient (mask mode is then the
-        derived network's cost). ``mixer`` (K = 1; see ``mixing.EdgeView``) mixes every edge,
+        derived network's cost). ``mixer`` (see ``mixing.EdgeView``) mixes every edge,
         numbered as a flat alpha: the normal cell's edges, then the reduction cell's."""
         k = self.k
         for name, w in (("normal", normal), ("reduce", reduce)):

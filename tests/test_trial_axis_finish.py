@@ -1,0 +1,195 @@
+"""DAS-single's pre-trained ops and DARTS+PT's discretization on the trial axis: each trial of a
+K = 3 batch gives what it gives alone (K = 1).
+
+DAS-single pre-trains every trial alone, so its candidates are the lone trial's bit for bit; the
+search over frozen weights then agrees to float rounding. DARTS+PT runs each trial's rule on the
+trial alone after the batched search, continuing where the batch left it (generators, optimizer
+state), so from the same supernet it computes exactly what the lone trial computes; whole trials
+agree to the search's own rounding (the K-trial CNN sums in another order than Conv1d). The
+whole-trial test of DARTS+PT trains the weights with SGD: Adam's first, sign-like steps turn that
+rounding into lr-sized differences (docs/engine.md), which would hide nothing of this code but
+make the comparison loose."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from harness.methods import search_finish
+from harness.methods.context import TrialDiverged
+from harness.methods.supernet import SupernetProbe
+from harness.runner.spec import TrialSpec
+from harness.runner.trial import batching_reason, build_context
+from harness.spaces.trial_axis import stack_state_dicts, trial_view
+
+FAST = {"problem": {"samples_per_evaluation": 256}, "ops": {"channels": 4}}
+SEEDS = (3, 1, 4)
+# preset -> (hyperparameter set, overrides): alphas that move well beyond the tolerances.
+SETTINGS = {
+    "das-single": ("BOHB-DAS-single", {}),  # Adam on alpha, lr 0.025; the weights are frozen
+    "darts-pt": ("H1", {"alpha_lr": 0.05, "param_optimizer": "sgd", "param_lr": 0.01}),
+}
+ONESHOT_RTOL, ALPHA_ATOL = 1e-4, 1e-5
+SHORT_PT = {"finetune_steps": 3}  # DARTS+PT's fine-tuning between decisions, shortened
+
+
+def _spec(method_name: str, seed: int, epochs: int, hp: tuple[str, dict] | None = None,
+          method_options: dict | None = None) -> TrialSpec:
+    hp_set, overrides = hp or ("H1", {})
+    return TrialSpec.make(dataset="blur", space="sequential", op_set="all", method=method_name, hp_set=hp_set,
+                          seed=seed, epochs=epochs, hp_overrides={"warmup_epochs": 0, **overrides},
+                          options={**FAST, "method": method_options or {}})
+
+
+def _contexts(method_name: str, seeds, epochs: int, hp: tuple[str, dict] | None = None,
+              method_options: dict | None = None):
+    ctxs = []
+    for seed in seeds:
+        method, ctx = build_context(_spec(method_name, seed, epochs, hp, method_options), "cpu")
+        ctxs.append(ctx)
+    return method, ctxs
+
+
+def _streams(ctx) -> list[torch.Tensor]:
+    return [ctx.streams.generator(name).get_state() for name in ("data", "noise_op", "arch")]
+
+
+@pytest.mark.parametrize("method_name", ["das-single", "darts-pt"])
+def test_each_trial_of_a_batch_equals_the_trial_alone(method_name):
+    assert batching_reason(_spec(method_name, 0, 2)) == ""
+    hp = SETTINGS[method_name]
+    method, ctxs = _contexts(method_name, SEEDS, 2, hp)
+    batched = method.search_trials(ctxs)
+    for seed, ctx, (outcome, failure) in zip(SEEDS, ctxs, batched):
+        method, (alone_ctx,) = _contexts(method_name, (seed,), 2, hp)
+        ((alone, alone_failure),) = method.search_trials([alone_ctx])
+        assert failure == alone_failure == ""
+        assert outcome.genotype == alone.genotype, seed
+        assert outcome.oneshot_score == pytest.approx(alone.oneshot_score, rel=ONESHOT_RTOL)
+        final, lone = torch.tensor(outcome.final_alphas), torch.tensor(alone.final_alphas)
+        torch.testing.assert_close(final, lone, rtol=0, atol=ALPHA_ATOL)
+        assert float((lone - torch.tensor(alone.alpha_history[0])).abs().max()) > 100 * ALPHA_ATOL  # alpha moved
+        # every stream where the trial alone leaves it (DARTS+PT's fine-tuning draws from data and noise)
+        for got, want in zip(_streams(ctx), _streams(alone_ctx)):
+            assert torch.equal(got, want), seed
+    assert batched[0][0].final_alphas != batched[1][0].final_alphas  # the seeds differ
+
+
+def test_das_single_candidates_are_each_trials_own_pretrained_weights():
+    """Bit for bit the lone trial's pre-trained (and frozen) lgd / net layers, per trial."""
+    method, ctxs = _contexts("das-single", SEEDS, 2)
+    run = method.start(ctxs, ctxs[0].space, 2)
+    assert not any(p.requires_grad for p in run.model.parameters())
+    alone = []
+    for seed in SEEDS:
+        method, (ctx,) = _contexts("das-single", (seed,), 2)
+        alone.append(method.start([ctx], ctx.space, 2).model.state_dict())
+    state = run.model.state_dict()
+    for key, value in stack_state_dicts(alone).items():
+        assert torch.equal(state[key], value), key
+    lgd = [key for key in state if ".ops.0." in key and key.endswith("conv1.weight")][0]
+    assert not torch.equal(trial_view(state[lgd], 3)[0], trial_view(state[lgd], 3)[1])  # trials differ
+
+
+def _stack_optimizer_states(states: list[dict]) -> dict:
+    """The K-trial weight optimizer's state from its K lone trials' (the inverse of the code under test)."""
+    stacked = {}
+    for index, first in states[0]["state"].items():
+        stacked[index] = {}
+        for key, value in first.items():
+            values = [s["state"][index][key] for s in states]
+            if key == "step" or not torch.is_tensor(value):
+                stacked[index][key] = value
+            else:
+                stacked[index][key] = torch.stack(values) if value.dim() == 0 else torch.cat(values)
+    return {"state": stacked, "param_groups": states[0]["param_groups"]}
+
+
+def test_darts_pt_rule_of_each_trial_is_the_trial_alone_bit_for_bit():
+    """From the same supernet, optimizer state and streams, the batched finish gives each trial the lone
+    trial's genotype, fine-tuned supernet and stream states exactly (Adam: moments and step carried)."""
+    alone = []
+    for seed in SEEDS:
+        method, (ctx,) = _contexts("darts-pt", (seed,), 1, method_options=SHORT_PT)
+        real_finish = method.finish
+        seen = {}
+
+        def spy(run, real_finish=real_finish, seen=seen):
+            seen["before"] = {
+                "model": copy.deepcopy(run.model.state_dict()), "w_opt": copy.deepcopy(run.w_opt.state_dict()),
+                "alpha": run.alpha.detach().clone(), "streams": _streams(run.ctx),
+            }
+            results = real_finish(run)
+            seen["after"] = copy.deepcopy(run.model.state_dict())
+            return results
+
+        method.finish = spy
+        ((outcome, _),) = method.search_trials([ctx])
+        alone.append({**seen["before"], "genotype": outcome.genotype, "after": seen["after"],
+                      "streams_after": _streams(ctx)})
+    method, ctxs = _contexts("darts-pt", SEEDS, 1, method_options=SHORT_PT)
+    run = method.start(ctxs, ctxs[0].space, 1)
+    run.model.load_state_dict(stack_state_dicts([a["model"] for a in alone]))
+    with torch.no_grad():
+        run.alpha.copy_(torch.cat([a["alpha"] for a in alone]))
+    run.w_opt.load_state_dict(_stack_optimizer_states([a["w_opt"] for a in alone]))
+    for ctx, a in zip(ctxs, alone):
+        for name, value in zip(("data", "noise_op", "arch"), a["streams"]):
+            ctx.streams.generator(name).set_state(value)
+    results = method.finish(run)
+    state = run.model.state_dict()
+    for t, ((outcome, failure), a) in enumerate(zip(results, alone)):
+        assert failure == "" and outcome.genotype == a["genotype"], t
+        for got, want in zip(_streams(ctxs[t]), a["streams_after"]):
+            assert torch.equal(got, want), t
+    for key, value in stack_state_dicts([a["after"] for a in alone]).items():
+        assert torch.equal(state[key], value), key
+    # the fine-tuning did change the supernet (so the comparison above is not vacuous)
+    before = stack_state_dicts([a["model"] for a in alone])
+    assert any(not torch.equal(state[key], before[key]) for key in state)
+
+
+def test_a_trial_whose_pretraining_diverges_fails_alone(monkeypatch):
+    reason = "diverged: non-finite loss (nan) in training, epoch 0 step 0"
+    clean_method, clean_ctxs = _contexts("das-single", SEEDS, 1)
+    clean = clean_method.search_trials(clean_ctxs)
+    method, ctxs = _contexts("das-single", SEEDS, 1)
+    target = ctxs[1].streams.child(1).seed("data")  # trial 1's all-net pre-training
+    real = search_finish.train_network
+
+    def train_network(network, ctx, *args, **kwargs):
+        if ctx.streams.seed("data") == target:
+            raise TrialDiverged(reason)
+        return real(network, ctx, *args, **kwargs)
+
+    monkeypatch.setattr(search_finish, "train_network", train_network)
+    results = method.search_trials(ctxs)
+    assert results[1] == (None, reason)
+    for t in (0, 2):
+        assert results[t][1] == ""
+        assert results[t][0].genotype == clean[t][0].genotype
+        assert results[t][0].final_alphas == clean[t][0].final_alphas
+    method, (ctx,) = _contexts("das-single", (SEEDS[1],), 1)
+    with pytest.raises(TrialDiverged, match="in training"):
+        method.search_trials([ctx])  # alone, as before: the trial raises
+
+
+def test_a_trial_whose_fine_tuning_diverges_fails_alone(monkeypatch):
+    reason = "diverged: non-finite loss (nan) while fine-tuning the supernet during discretization"
+    clean_method, clean_ctxs = _contexts("darts-pt", SEEDS, 1, method_options=SHORT_PT)
+    clean = clean_method.search_trials(clean_ctxs)
+    method, ctxs = _contexts("darts-pt", SEEDS, 1, method_options=SHORT_PT)
+    real = SupernetProbe.finetune
+
+    def finetune(self, weights, steps):
+        if self.run.ctx is ctxs[2]:
+            raise TrialDiverged(reason)
+        return real(self, weights, steps)
+
+    monkeypatch.setattr(SupernetProbe, "finetune", finetune)
+    results = method.search_trials(ctxs)
+    assert results[2] == (None, reason)
+    for t in (0, 1):
+        assert results[t][1] == "" and results[t][0].genotype == clean[t][0].genotype
