@@ -80,18 +80,23 @@ def make_spec(dataset: str, method: str, space: str, seed: int, epochs: int, opt
 
 
 def trial_flops(dataset: str, method: str, space: str, epochs: int, options: dict) -> float:
-    """FLOPs of one trial alone at ``epochs``, from counts at 1 and 2 epochs (linear in epochs)."""
+    """FLOPs of one trial alone at ``epochs``, from counts at m and 2m epochs (linear in epochs; m = 1,
+    or a staged method's number of stages, each of which needs an epoch)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from harness.methods.preset_registry import make_method
+
+    preset = make_method(method)
+    m = len(preset.plan(None)[0]) if hasattr(preset, "plan") else 1
     counts = []
-    for e in (1, 2):
+    for e in (m, 2 * m):
         counter = FlopCounterMode(display=False)
         with counter:
             result = run_trial(make_spec(dataset, method, space, 10_000, e, options))
         if result.status != "ok":
             raise RuntimeError(f"FLOP count trial failed: {result.failure_reason}")
         counts.append(float(counter.get_total_flops()))
-    return counts[0] + (counts[1] - counts[0]) * (epochs - 1)
+    return counts[0] + (counts[1] - counts[0]) * (epochs - m) / m
 
 
 def main(argv: list[str] | None = None) -> int:
