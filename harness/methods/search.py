@@ -157,8 +157,7 @@ class ComposedSearch(SearchSteps, SearchFinish):
                         parameter_free=parameter_free, space=space, device=ctx.device)
             for c in ctxs
         ]
-        if self.pretrained_ops:
-            self._load_pretrained(model, ctxs, space)
+        pretrain_failures = self._load_pretrained(model, ctxs, space) if self.pretrained_ops else []
         weights = [p for p in model.parameters() if p.requires_grad]
         w_opt = None
         if weights:
@@ -178,7 +177,7 @@ class ComposedSearch(SearchSteps, SearchFinish):
         def built(components):
             return [c.build(ctx, space) if hasattr(c, "build") else c for c in components]
 
-        return SearchRun(
+        run = SearchRun(
             objectives=built(self.objective_penalties),
             regularizers=built(self.regularizers),
             ctxs=list(ctxs),
@@ -194,6 +193,10 @@ class ComposedSearch(SearchSteps, SearchFinish):
             combiner_weights=[[] for _ in ctxs],
             hessian_per_epoch=[[] for _ in ctxs],
         )
+        for t, reason in enumerate(pretrain_failures):  # a trial whose pre-training diverged fails alone
+            if reason:
+                run.batch.failures.fail([t], reason)
+        return run
 
     def _param_lr(self, epoch: int, epochs: int, ctx: MethodContext) -> float:
         hp = ctx.hp

@@ -15,7 +15,7 @@ from harness.methods.hessian import dominant_eigenvalues
 from harness.methods.state import SearchState
 from harness.methods.supernet import PROBE_SEED_OFFSET, SearchRun, SupernetProbe, evaluating, mixed_ops
 from harness.methods.training import evaluate_metrics, evaluate_trial_metrics, train_network
-from harness.methods.trial_finish import load_candidates, note_pretrain_failures, probed_genotypes
+from harness.methods.trial_finish import load_candidates, probed_genotypes
 from harness.spaces.trial_axis import load_trial_slices
 
 HESSIAN_SEED = 12345  # the power iteration's start vector: its own seed, + the epoch
@@ -42,7 +42,6 @@ class SearchFinish:
     def finish(self, run: SearchRun) -> list[tuple[SearchOutcome | None, str]]:
         """Per trial: the one-shot metrics, diagnostics and genotype, or the trial's failure."""
         ctx, failures = run.ctx, run.batch.failures
-        note_pretrain_failures(run)
         final = self._final_alpha(run)
         for t in range(run.k):
             if not bool(torch.isfinite(final[t]).all()):
@@ -147,14 +146,14 @@ class SearchFinish:
             return [math.nan] * run.k
 
     # ------------------------------------------------------------------------- DAS-single
-    def _load_pretrained(self, model, ctxs: list[MethodContext], space) -> None:
+    def _load_pretrained(self, model, ctxs: list[MethodContext], space) -> list[str]:
         """[001] §5.4: train the all-lgd and all-net networks, copy their layers into the
         supernet's lgd / net candidates and freeze every weight (roll and noise have none).
 
         Over K trials each trial pre-trains alone (K = 1, its own child streams), so its candidates
         hold bit for bit what the trial alone pre-trains; they are stacked into ``model``. A trial
-        whose pre-training diverges fails alone: its candidates are NaN (it fails at its first
-        search step) and ``finish`` reports the pre-training's reason (``model.pretrain_failures``)."""
+        whose pre-training diverges fails alone: its candidates are NaN and the reasons returned
+        (per trial, "" for none) fail it from the start of the search."""
         if "layers" not in getattr(space, "capabilities", ()):
             raise ValueError("DAS-single's pre-trained ops are defined for a space of layers (the sequential one) only")
         k, ops = len(ctxs), ctxs[0].ops
@@ -173,7 +172,7 @@ class SearchFinish:
             load_candidates(mixed_ops(model), ops.index(op), sources, reasons)
         for p in model.parameters():
             p.requires_grad_(False)
-        model.pretrain_failures = reasons
+        return reasons
 
     def _pretrained_network(
         self, ctx: MethodContext, space, op: str, index: int, checkpoint

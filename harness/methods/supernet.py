@@ -15,7 +15,7 @@ from harness.methods.discretization import ArgmaxDiscretization, PerturbationSel
 from harness.methods.state import SearchState, TrialStates
 from harness.methods.training import check_finite, task_loss
 from harness.methods.trial_batch import TrialBatch
-from harness.spaces.ops import MixedOp
+from harness.spaces.ops import MixedOp, trial_weight
 
 if TYPE_CHECKING:
     from harness.methods.search import ComposedSearch
@@ -71,7 +71,7 @@ class Mixer:
         for hook in hooks:
             if hasattr(hook, "op_output"):
                 y = hook.op_output(y, name, pos, state)
-        return weight * y if weight.dim() == 0 else per_trial_weight(weight, y) * y
+        return trial_weight(weight, y) * y
 
     @property
     def acts(self) -> bool:
@@ -136,12 +136,6 @@ def scatter_blocks(part: torch.Tensor, index: torch.Tensor, k: int) -> torch.Ten
     blocks = part.reshape(part.shape[0], len(index), width, *part.shape[2:])
     full = part.new_zeros(part.shape[0], k, width, *part.shape[2:]).index_copy(1, index, blocks)
     return full.reshape(part.shape[0], k * width, *part.shape[2:])
-
-
-def per_trial_weight(weight: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Per-trial weights (K,) shaped to scale ``like``, whose dim 1 holds K equal trial blocks."""
-    block = like.shape[1] // weight.shape[0]
-    return weight.repeat_interleave(block).view(1, -1, *([1] * (like.dim() - 2)))
 
 
 @contextlib.contextmanager

@@ -26,8 +26,9 @@ from harness.spaces.trial_axis import load_stacked, shared_key, store_trial, tri
 
 @torch.no_grad()
 def poison_trial(module: torch.nn.Module, k: int, trial: int) -> None:
-    """NaN in every floating tensor of trial ``trial`` of a K-trial module: the trial fails at its
-    first step and leaves the sum, its batch mates unaffected (its NaNs stay in its channels)."""
+    """NaN in every floating tensor of trial ``trial`` of a K-trial module: a trial that has failed
+    holds nothing that could pass for trained weights; its batch mates are unaffected (its NaNs
+    stay in its channels, and a failed trial leaves the sum)."""
     for key, value in module.state_dict().items():
         if not shared_key(key) and value.is_floating_point():
             trial_view(value, k)[trial].fill_(float("nan"))
@@ -43,15 +44,6 @@ def load_candidates(targets: list, index: int, sources: list[list], failed: list
         for t, reason in enumerate(failed):
             if reason:
                 poison_trial(target.ops[index], k, t)
-
-
-def note_pretrain_failures(run: SearchRun) -> None:
-    """The pre-training's reason for every trial whose DAS-single pre-training diverged (its NaN
-    candidates have failed it at its first search step, with a reason that is not the cause)."""
-    for t, reason in enumerate(getattr(run.model, "pretrain_failures", ())):
-        if reason:
-            run.batch.failures.fail([t], reason)
-            run.batch.failures.reasons[t] = reason
 
 
 def trial_optimizer(

@@ -247,5 +247,10 @@ class MixedOp(nn.Module):
 
 
 def trial_weight(weight: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A mixing weight, scalar (one trial) or one per trial (K,), shaped to scale ``like`` (B, K, N)."""
-    return weight if weight.dim() == 0 else weight.view(1, -1, *([1] * (like.dim() - 2)))
+    """A mixing weight, scalar (one trial) or one per trial (K,), shaped to scale ``like``, whose dim 1
+    holds K equal trial blocks ((B, K, N) in 1D, (N, K*C, H, W) in a cell)."""
+    if weight.dim() == 0:
+        return weight
+    block = like.shape[1] // weight.shape[0]
+    per_block = weight if block == 1 else weight.repeat_interleave(block)
+    return per_block.view(1, -1, *([1] * (like.dim() - 2)))
