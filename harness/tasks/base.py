@@ -76,7 +76,10 @@ class OpContext:
         """A^T (A u - y) for u of shape (B, K, N): K trials on the channel axis, y (B, K, M), or
         one trial with y (B, M)."""
         y = self.y if self.y.dim() == u.dim() else self.y.unsqueeze(1)
-        return self.operator.adjoint(self.operator.forward(u) - y)
+        # Contiguous: BLAS may round a strided (B, K, N) view (e.g. the fused CNN's transposed
+        # output) differently from the same values laid out densely, which made a trial's numbers
+        # depend on whether its batch mates chose the same op (index_select copies densely).
+        return self.operator.adjoint(self.operator.forward(u.contiguous()) - y)
 
     def select(self, trials: list[int]) -> OpContext:
         """The context of a subset of the trials (a discrete layer's op that only some trials chose)."""
