@@ -4,3 +4,13 @@ Layers, with one-way imports: problems -> spaces -> methods -> runner -> stats/r
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``harness.run_study`` (``harness.study.api``), imported on first use: readers of results
+    (reports, notebooks) do not pay for torch."""
+    if name == "run_study":
+        from harness.study.api import run_study
+
+        return run_study
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")

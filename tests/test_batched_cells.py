@@ -49,7 +49,7 @@ def test_batched_trials_equal_loop_trials(data_dir, method):
     specs = _specs(method)
     assert batching_reason(specs[0]) == ""
     batched = run_batch(specs, "cpu", batched=True)
-    assert all(r.extra["engine"] == "batched" and r.extra["batch_size"] == 3 for r in batched)
+    assert all(r.provenance["engine"] == "trial-axis" and r.extra["batch_size"] == 3 for r in batched)
     for spec, result in zip(specs, batched):
         _same(run_trial(spec, "cpu"), result)
     assert len({str(r.genotype) for r in batched}) > 1  # seeds differ
@@ -81,7 +81,7 @@ def test_second_order_runs_batched_with_each_trials_own_radius(data_dir):
     specs = _specs("darts-2nd", seeds=(0, 1))
     assert batching_reason(specs[0]) == ""
     batched = run_batch(specs, "cpu", batched=True)
-    assert all(r.status == "ok" and r.extra["engine"] == "batched" for r in batched)
+    assert all(r.status == "ok" and r.provenance["engine"] == "trial-axis" for r in batched)
     others = run_batch(_specs("darts-2nd", seeds=(2, 0, 1)), "cpu", batched=True)
     alone = run_batch(specs[1:], "cpu", batched=True)  # K = 1: runs beside a shadow copy
     assert alone[0].extra["shadow_copy"] and alone[0].extra["batch_size"] == 1

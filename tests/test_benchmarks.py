@@ -29,3 +29,14 @@ def test_engine_drift_reports_both_differences():
     assert row[0] == "1" and row[-2:] == ["2/2,", "2/2"]  # nets-only: one genotype, shared by all engines
     batched_max, nudged_max = float(row[1]), float(row[3])
     assert 0 <= batched_max < 1 and 0 <= nudged_max < 1  # PSNR differences in dB after one short epoch
+
+
+def test_executor_overhead_times_both_executors():
+    cmd = [sys.executable, str(REPO / "benchmarks" / "executor_overhead.py"), "--epochs", "1", "--trials", "2",
+           "--repeats", "1", "--samples", "128"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert any(re.match(r"\| local \| \d+ \|", line) for line in lines)
+    assert any(re.match(r"\| dask \| \d+ \|", line) for line in lines)
+    assert re.fullmatch(r"dask/local: \d+\.\d{3}", lines[-1])

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.runner import STATUS_FAILED, STATUS_OK, TrialSpec, TrialStore, run_specs, run_trial
+from harness.runner.provenance import trial_engine
 from harness.runner.spec import TrialResult
 from harness.runner.trial import run_batch
 from harness.spaces.kernels import fused_cnn
@@ -171,10 +172,10 @@ def test_resume_after_killed_run(tmp_path):
     spec = TrialSpec.make(dataset=first["dataset"], space=first["space"], op_set=first["op_set"],
                           method=first["method"], hp_set=first["hp_set"], seed=first["seed"],
                           epochs=first["epochs"], options=first["options"])
-    engine = first["extra"]["engine"]
-    fresh = run_batch([spec], batched=engine != "loop")[0]
+    engine = trial_engine(first)  # "alone" or "trial-axis" (old records: extra.engine "loop" / "batched")
+    fresh = run_batch([spec], batched=engine != "alone")[0]
     # bitwise alone, and with the compiled kernel in a batch (a trial does not depend on its batch)
-    exact = engine == "loop" or fused_cnn.available()
+    exact = engine == "alone" or fused_cnn.available()
     assert fresh.arch_score == pytest.approx(first["arch_score"], abs=0 if exact else 1e-3)
 
 

@@ -22,6 +22,7 @@ from harness.report import figures as fg
 from harness.report import sections as sec
 from harness.report.identity import ROW_IDENTITY, add_levels, factor_shared_settings, identity_key, with_identity
 from harness.report.metric_text import views
+from harness.report.provenance import provenance_groups, provenance_note, provenance_section
 from harness.report.tables import order_key, ordered, sort_groups
 from harness.runner.store import TRIALS_FILE, TrialStore
 from harness.stats import (
@@ -53,11 +54,11 @@ def load_study(study_folder: str | os.PathLike) -> tuple[TrialStore, pd.DataFram
     store = TrialStore(folder)
     if not folder.is_dir():
         raise ReportError(f"study folder {folder} does not exist")
-    if not store.path.exists():
+    if not store.files():  # trials.jsonl and/or the shards' files, merged
         raise ReportError(f"no {TRIALS_FILE} in {folder}: run a study into this folder first")
     df = store.dataframe()
     if df.empty:
-        raise ReportError(f"{store.path} has no complete trial records")
+        raise ReportError(f"{folder} has no complete trial records")
     return store, with_identity(df)
 
 
@@ -162,6 +163,9 @@ def write_report(
 
     doc = sec.Doc(folder)
     sec.header(doc, folder, df, motion, shared)
+    environments = provenance_groups(full)
+    if provenance_note(environments):  # a study resumed on another machine or engine says so up front
+        doc.text(provenance_note(environments))
     if store.damaged:  # torn fragments of crashed writes: their trials count as not run
         doc.warning(store.damage_note())
     sec.paper_layout(doc, summary, runtime, shared)
@@ -174,6 +178,7 @@ def write_report(
     sec.alpha_motion_section(doc, motion, figs)
     sec.architecture_section(doc, figs)
     sec.failures_section(doc, df)
+    provenance_section(doc, environments)
     doc.heading("Notes")
     for note in notes or ["none"]:
         doc.text(f"- {note}")

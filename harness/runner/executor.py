@@ -1,7 +1,9 @@
-"""Executors: run trial specs in this process or in worker processes, with progress and ETA.
+"""Executors: run trial specs in this process, in local worker processes (joblib/loky) or on a
+Dask cluster (``harness.runner.dask_executor``), with progress and ETA.
 
 Results come back to the calling process, which appends each one to the trial store as soon
-as it arrives, so a killed study loses at most the trials that were still running.
+as it arrives (and only once per trial id), so a killed study loses at most the trials that were
+still running. Every worker imports the study's plugins (``harness.runner.plugins``) first.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from harness.runner.checkpoints import checkpoint_folder, clean_temporaries, discard_stored
+from harness.runner.plugins import Plugins
 from harness.runner.spec import STATUS_FAILED, RowSpec, TrialResult, TrialSpec
 from harness.runner.store import TrialStore
+
+EXECUTORS = ("local", "dask")
 
 
 def _worker_init(threads: int, parent_pid: int | None = None) -> None:
@@ -63,9 +68,10 @@ def process_alive(pid: int) -> bool:
 
 def _run_chunk(
     specs: list[TrialSpec], threads: int, batched: bool = True, parent_pid: int | None = None,
-    device: str | None = None, checkpoint_dir: str | None = None,
+    device: str | None = None, checkpoint_dir: str | None = None, plugins: Plugins = Plugins(),
 ) -> list[TrialResult]:
     _worker_init(threads, parent_pid)
+    plugins.load()
     from harness.runner.trial import run_batch
 
     return run_batch(specs, device=device, batched=batched, checkpoint_dir=checkpoint_dir)
@@ -123,6 +129,18 @@ def plan_batches(
     return batches
 
 
+def batch_device(device: str | None, index: int) -> str | None:
+    """The device of the ``index``-th batch on this machine: with several GPUs and ``device`` None
+    or "cuda", batches go round-robin over them (one GPU per worker when workers = GPUs); an
+    explicit "cuda:N" or "cpu" is kept."""
+    if device not in (None, "cuda"):
+        return device
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return f"cuda:{index % count}" if count > 1 else device
+
+
 def iter_results(
     specs: list[TrialSpec],
     workers: int = 1,
@@ -130,11 +148,17 @@ def iter_results(
     batch_size: int | None = None,
     device: str | None = None,
     checkpoint_dir: str | None = None,
+    executor: str = "local",
+    scheduler: str | None = None,
+    plugins: Plugins = Plugins(),
 ) -> Iterator[TrialResult]:
-    """Yield results as they finish. ``workers`` <= 1 runs in this process. The trials of a row
-    are planned into batches of ``batch_size`` seeds at most (None: automatic) that run as one
-    computation; ``batch_size`` 1 runs every trial alone. ``device``: where trials run (None: a
-    GPU when present, else the CPU)."""
+    """Yield results as they finish. ``workers`` <= 1 runs in this process (local executor). The
+    trials of a row are planned into batches of ``batch_size`` seeds at most (None: automatic)
+    that run as one computation; ``batch_size`` 1 runs every trial alone. ``device``: where trials
+    run (None: a GPU when present, else the CPU). ``executor``: "local" (this process or loky
+    workers) or "dask" (``scheduler`` an address, or None for a LocalCluster of ``workers``)."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
     batched = batch_size != 1
     if not batched:
         chunks = _chunks(specs, 1)
@@ -143,14 +167,22 @@ def iter_results(
 
         chunks = plan_batches(specs, max(workers, 1), batch_size or auto_batch_size(workers),
                               lambda spec: not batching_reason(spec))
+    if executor == "dask":
+        from harness.runner.dask_executor import iter_dask_results
+
+        yield from iter_dask_results(chunks, workers, threads_per_worker, batched, device, checkpoint_dir, plugins,
+                                     scheduler)
+        return
     if workers <= 1:
-        for chunk in chunks:
-            yield from _run_chunk(chunk, threads_per_worker, batched, None, device, checkpoint_dir)
+        for i, chunk in enumerate(chunks):
+            yield from _run_chunk(chunk, threads_per_worker, batched, None, batch_device(device, i), checkpoint_dir,
+                                  plugins)
         return
     from joblib import delayed
 
     me = os.getpid()
-    jobs = (delayed(_run_chunk)(chunk, threads_per_worker, batched, me, device, checkpoint_dir) for chunk in chunks)
+    jobs = (delayed(_run_chunk)(chunk, threads_per_worker, batched, me, batch_device(device, i), checkpoint_dir,
+                                plugins) for i, chunk in enumerate(chunks))
     for chunk_results in as_completed(jobs, workers):
         yield from chunk_results
 
@@ -176,10 +208,14 @@ def run_specs(
     on_result: Callable[[TrialResult], None] | None = None,
     batch_size: int | None = None,
     device: str | None = None,
+    executor: str = "local",
+    scheduler: str | None = None,
+    plugins: Plugins = Plugins(),
 ) -> list[TrialResult]:
     """Run ``specs``; append every result to ``store`` the moment it arrives. With a store, trials
     save checkpoints in its folder every epoch (and resume from them); a trial's checkpoint goes
-    once the trial is stored."""
+    once the trial is stored. A trial id that comes back twice (a batch that Dask reran after its
+    worker died just as it returned) is stored once."""
     specs = list(specs)
     results = []
     folder = checkpoint_folder(store.path.parent) if store is not None else None
@@ -188,10 +224,12 @@ def run_specs(
     bar = progress_bar(len(specs), progress, desc="trials", unit="trial")
     try:
         for result in iter_results(specs, workers, threads_per_worker, batch_size, device,
-                                   None if folder is None else str(folder)):
+                                   None if folder is None else str(folder), executor, scheduler, plugins):
+            if result.spec.trial_id in stored:
+                continue
+            stored.add(result.spec.trial_id)
             if store is not None:
                 store.append(result)
-                stored.add(result.spec.trial_id)
                 discard_stored(folder, stored)
             results.append(result)
             if on_result is not None:

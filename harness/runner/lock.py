@@ -4,7 +4,9 @@ Two runs pointed at one folder would otherwise both run every trial and store it
 kernel drops a ``flock`` when its holder dies (even by SIGKILL), so a crash never leaves a
 stale lock behind: the file may still name the dead holder, but the next run takes the lock.
 The file's text (host, pid, start time, command) only serves the message of the run that is
-refused. To split one study over machines on purpose, give each its own ``--out``.
+refused. To split one study over machines on purpose, run it as shards (``--shard i/N``): a shard
+holds the folder's lock *shared* and its own ``.lock.<shard file>`` exclusively, so shards run side
+by side while an unsharded run (exclusive on the folder) excludes them all.
 """
 
 from __future__ import annotations
@@ -27,23 +29,35 @@ class StudyLocked(RuntimeError):
 class StudyLock:
     """``with StudyLock(folder):`` holds the folder's writer lock or raises ``StudyLocked``."""
 
-    def __init__(self, folder: str | os.PathLike, purpose: str = "") -> None:
+    def __init__(self, folder: str | os.PathLike, purpose: str = "", shard: str | None = None) -> None:
         self.folder = Path(folder)
-        self.path = self.folder / LOCK_FILE
+        self.path = self.folder / (LOCK_FILE if shard is None else f"{LOCK_FILE}.{shard}")
         self.purpose = purpose
+        self.shard = shard
         self._fd: int | None = None
+        self._folder_fd: int | None = None  # a shard's shared hold on the folder lock
 
-    def acquire(self) -> StudyLock:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by exec'd workers
+    def _open_locked(self, path: Path, mode: int) -> int:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by exec'd workers
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
             raise StudyLocked(_locked_message(self.folder, holder)) from None
         except OSError:
             os.close(fd)
+            raise
+        return fd
+
+    def acquire(self) -> StudyLock:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.shard is not None:
+            self._folder_fd = self._open_locked(self.folder / LOCK_FILE, fcntl.LOCK_SH)
+        try:
+            fd = self._open_locked(self.path, fcntl.LOCK_EX)
+        except BaseException:
+            self.release()
             raise
         holder = {
             "host": socket.gethostname(),
@@ -57,10 +71,12 @@ class StudyLock:
         return self
 
     def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        for name in ("_fd", "_folder_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+                setattr(self, name, None)
 
     def __enter__(self) -> StudyLock:
         return self.acquire()
@@ -77,7 +93,7 @@ def _read_holder(fd: int) -> dict:
 
 
 def _locked_message(folder: Path, holder: dict) -> str:
-    who = f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}"
+    who = f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}" if holder else "the shards of a run"
     since = f" since {holder['started']}" if holder.get("started") else ""
     command = f" ({holder['command']})" if holder.get("command") else ""
     return (

@@ -204,6 +204,9 @@ class TrialResult:
     # Every metric of the task by name (``metric`` is the primary one, whose values are the scores).
     oneshot_metrics: dict = field(default_factory=dict)
     arch_metrics: dict = field(default_factory=dict)
+    # Where and how the trial ran, measured in the worker (harness.runner.provenance); records
+    # stored before it have no "provenance" key, so readers use ``record_provenance``.
+    provenance: dict = field(default_factory=dict)
 
     def to_record(self) -> dict:
         record = {"trial_id": self.spec.trial_id, **self.spec.to_dict()}
@@ -226,6 +229,7 @@ class TrialResult:
             extra=self.extra,
             oneshot_metrics=self.oneshot_metrics,
             arch_metrics=self.arch_metrics,
+            provenance=self.provenance,
             finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
         )
         return _json_safe(record)

@@ -9,6 +9,10 @@ the file while a study appends to it. Only one process writes a study folder at 
 (``StudyLock``); worker processes return results to it.
 
 If a trial id occurs twice (a failed trial retried on request), the last record wins.
+
+Shards (``--shard i/N``, e.g. a SLURM job array) write ``trials.shard-i-of-N.jsonl`` beside
+``trials.jsonl``, each under its own lock; every reader merges all of the folder's store files,
+de-duplicated by trial id (a finished record beats a failed one; else the later file wins).
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from harness.runner.spec import DIAGNOSTIC_COLUMNS, STATUS_FAILED, STATUS_OK, TR
 
 TRIALS_FILE = "trials.jsonl"
 TRIALS_CSV = "trials.csv"
+SHARD_GLOB = "trials.shard-*-of-*.jsonl"
 
-__all__ = ["DamagedLine", "StoreWriteError", "StudyLock", "StudyLocked", "TrialStore", "load_trials"]
+__all__ = ["DamagedLine", "StoreWriteError", "StudyLock", "StudyLocked", "TrialStore", "load_trials", "parse_shard",
+           "shard_specs"]
 
 
 class StoreWriteError(OSError):
@@ -41,22 +47,68 @@ class DamagedLine:
     line: int
     n_bytes: int
     reason: str
+    file: str = TRIALS_FILE
 
     def describe(self) -> str:
-        return f"line {self.line} ({self.n_bytes} bytes): {self.reason}"
+        where = "" if self.file == TRIALS_FILE else f"{self.file} "
+        return f"{where}line {self.line} ({self.n_bytes} bytes): {self.reason}"
+
+
+def shard_file(shard: tuple[int, int] | None) -> str:
+    """The store file of shard ``(i, n)`` (1 <= i <= n), or of an unsharded run."""
+    if shard is None:
+        return TRIALS_FILE
+    i, n = shard
+    return f"trials.shard-{i}-of-{n}.jsonl"
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/N"`` (1 <= i <= N, so a SLURM array ``--array=1-N`` passes its task id) -> (i, N)."""
+    try:
+        i, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"a shard is i/N with integers 1 <= i <= N, got {text!r}") from None
+    if not 1 <= i <= n:
+        raise ValueError(f"a shard is i/N with 1 <= i <= N, got {text!r}")
+    return i, n
+
+
+def shard_specs(specs: list, shard: tuple[int, int] | None) -> list:
+    """Shard ``(i, n)``'s part of a study's trials: the k-th trial of each row (in the given order,
+    seed-major) goes to shard k mod n + 1. It depends on the study alone, never on what is stored,
+    so shards started at different times split the work exactly, and each gets 1/n of every row
+    (whole batches of seeds)."""
+    if shard is None:
+        return list(specs)
+    i, n = shard
+    seen: dict = {}
+    mine = []
+    for spec in specs:
+        k = seen.get(spec.row, 0)
+        seen[spec.row] = k + 1
+        if k % n == i - 1:
+            mine.append(spec)
+    return mine
 
 
 class TrialStore:
     """The trials of one study folder."""
 
-    def __init__(self, folder: str | os.PathLike) -> None:
+    def __init__(self, folder: str | os.PathLike, shard: tuple[int, int] | None = None) -> None:
         self.folder = Path(folder)
-        self.path = self.folder / TRIALS_FILE
+        self.shard = shard
+        self.path = self.folder / shard_file(shard)  # the file this store appends to
         self.damaged: list[DamagedLine] = []  # filled by every read
 
     def lock(self, purpose: str = "") -> StudyLock:
-        """The folder's writer lock (a context manager); see ``harness.runner.lock``."""
-        return StudyLock(self.folder, purpose)
+        """The writer lock (a context manager; ``harness.runner.lock``): the folder's, or a shard's
+        own lock, which coexists with the other shards' and excludes an unsharded run."""
+        return StudyLock(self.folder, purpose, None if self.shard is None else shard_file(self.shard))
+
+    def files(self) -> list[Path]:
+        """Every store file of the folder: ``trials.jsonl`` first, then the shards' in name order."""
+        main = self.folder / TRIALS_FILE
+        return ([main] if main.exists() else []) + sorted(self.folder.glob(SHARD_GLOB))
 
     def append(self, result: TrialResult) -> None:
         self.append_record(result.to_record())
@@ -77,17 +129,22 @@ class TrialStore:
         """All complete records, last one per trial id, in first-seen order. Lines that are not
         complete records are skipped and listed in ``self.damaged``."""
         self.damaged = []
-        if not self.path.exists():
-            return []
         latest: dict[str, dict] = {}
-        with open(self.path, "rb") as f:
-            for number, raw in enumerate(f, start=1):
-                record, reason = _parse_line(raw)
-                if record is None:
-                    if reason:
-                        self.damaged.append(DamagedLine(number, len(raw), reason))
-                    continue
-                latest[record["trial_id"]] = record
+        source: dict[str, Path] = {}
+        for path in self.files():
+            with open(path, "rb") as f:
+                for number, raw in enumerate(f, start=1):
+                    record, reason = _parse_line(raw)
+                    if record is None:
+                        if reason:
+                            self.damaged.append(DamagedLine(number, len(raw), reason, path.name))
+                        continue
+                    tid = record["trial_id"]
+                    # Within a file the last record wins (a retried trial); across files a finished
+                    # record is not replaced by a failed one.
+                    if tid in latest and source[tid] != path and latest[tid]["status"] == STATUS_OK != record["status"]:
+                        continue
+                    latest[tid], source[tid] = record, path
         return list(latest.values())
 
     def damage_note(self) -> str:
@@ -97,7 +154,7 @@ class TrialStore:
         listed = "; ".join(d.describe() for d in self.damaged[:3])
         more = f" and {len(self.damaged) - 3} more" if len(self.damaged) > 3 else ""
         return (
-            f"{self.path}: skipped {len(self.damaged)} damaged line(s) ({listed}{more}); "
+            f"{self.folder}: skipped {len(self.damaged)} damaged line(s) ({listed}{more}); "
             "their trials count as not run and a rerun of the study stores them"
         )
 

@@ -17,6 +17,7 @@ from harness.methods import TrialDiverged, make_method, resolve_hp_set
 from harness.methods.context import MethodContext, Streams
 from harness.methods.training import arch_metrics, retrain_and_score
 from harness.runner.checkpoints import for_batch, for_trial
+from harness.runner.provenance import trial_provenance
 from harness.runner.spec import STATUS_FAILED, STATUS_OK, RowSpec, TrialResult, TrialSpec
 from harness.runner.typed import OPTION_GROUPS
 from harness.spaces import PARAMETER_FREE_OPS, SPACES, OpConfig, op_names
@@ -43,7 +44,7 @@ def build_context(spec: TrialSpec, device: torch.device | str | None = None) -> 
     """Resolve every name in the spec (raises ValueError/KeyError with a helpful message)."""
     opts = split_options(spec.options_dict)
     deterministic_kernels()  # every trial, loop or batched, is built here
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     method = make_method(spec.method, opts["method"])
     space_name = SPACES.canonical(spec.space)
     if getattr(method, "needs", ""):
@@ -67,6 +68,21 @@ def build_context(spec: TrialSpec, device: torch.device | str | None = None) -> 
     return method, ctx
 
 
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    """The device a trial runs on: the one asked for, else the GPU where there is one."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _provenance(device: torch.device | str | None, batch_trials: int) -> dict:
+    """``trial_provenance`` on the device the trial runs on; never raises (a bad device name fails
+    the trial in ``build_context``, with its reason)."""
+    try:
+        device = resolve_device(device)
+    except Exception:  # noqa: BLE001 - recorded by the trial itself
+        pass
+    return trial_provenance(device, batch_trials)
+
+
 def deterministic_kernels() -> None:
     """Same seed, same result, on a GPU too: cuDNN and cuBLAS otherwise pick kernels whose
     floating-point reduction order varies from run to run (seen on an H200: 9.5736122 vs
@@ -83,13 +99,13 @@ def run_trial(spec: TrialSpec, device: torch.device | str | None = None, checkpo
     it saves every epoch there and resumes from what an earlier, killed run of it saved."""
     start = time.perf_counter()
     result = TrialResult(spec=spec, status=STATUS_FAILED, metric=primary_metric(spec.dataset))
+    result.provenance = _provenance(device, 1)
     try:
         method, ctx = build_context(spec, device)
         ctx.checkpoint = for_trial(checkpoint_dir, spec.trial_id)
         result.metric = ctx.task.primary
         result.extra["op_names"] = list(ctx.ops)
         result.extra["positions"] = ctx.space.positions()
-        result.extra["engine"] = "loop"
         outcome = method.search(ctx)
         result.search_runtime_s = time.perf_counter() - start
         _take_outcome(result, outcome, ctx)
@@ -246,11 +262,15 @@ def run_trials(specs: list[TrialSpec], device=None, checkpoint_dir=None) -> list
         except Exception as exc:
             _record_exception(result, exc)
             continue
-        result.extra.update(op_names=list(ctx.ops), positions=ctx.space.positions(), engine="batched")
+        result.extra.update(op_names=list(ctx.ops), positions=ctx.space.positions())
         result.metric = ctx.task.primary
         live.append(result)
         ctxs.append(ctx)
     k = len(live)
+    # K of the computation: a lone trial runs beside its shadow copy (below), so K = 2 for it too.
+    prov = _provenance(device, max(k, 2))
+    for result in results:
+        result.provenance = dict(prov)
     if not k:
         return results
     for result in live:

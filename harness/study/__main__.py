@@ -1,33 +1,25 @@
 """``python -m harness.study studies/blur.yaml [--trials N] [--epochs E] [--out DIR] [--workers W] [--batch-size K]``
+``[--executor local|dask] [--scheduler ADDRESS] [--import MODULE] [--shard I/N] [--device D]``
 
 Runs every trial of the study that is not in its trial store yet (so a killed study resumes
 where it stopped), appending each result as it arrives, then writes trials.csv, the summary
-tables, figures and the HTML report into ``<out>/<name>/``.
+tables, figures and the HTML report into ``<out>/<name>/``. ``harness.run_study`` is the same
+from Python (``harness.study.api``).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
 import sys
-import time
 from pathlib import Path
 
-from harness.atomic import write_text_atomic
-from harness.runner.executor import run_specs
-from harness.runner.spec import NO_VARIANT, STATUS_FAILED
-from harness.runner.store import StoreWriteError, StudyLocked, TrialStore
-from harness.runner.trial import batching_reason
-from harness.study.config import (
-    MAX_EPOCHS,
-    MAX_TRIALS,
-    MAX_WORKERS,
-    StudyConfigError,
-    load_study,
-    row_warnings,
-)
+from harness.runner.dask_executor import DaskSetupError
+from harness.runner.executor import EXECUTORS
+from harness.runner.spec import NO_VARIANT
+from harness.runner.store import StoreWriteError, StudyLocked, parse_shard
+from harness.study.api import ReportNotWritten, execute, prepare
+from harness.study.config import MAX_EPOCHS, MAX_TRIALS, MAX_WORKERS, StudyConfigError, row_warnings
 from harness.tasks.classification import DATA_DIR_ENV
 
 
@@ -66,7 +58,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", type=device_name, default="auto",
                         help="cpu, cuda, cuda:N or auto (default: a GPU when present)")
     parser.add_argument("--data-dir", help=f"folder with the image data sets (default: ${DATA_DIR_ENV} or data/)")
+    parser.add_argument("--executor", choices=EXECUTORS, default="local",
+                        help="local: this process or --workers processes (default); dask: a Dask cluster")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="Dask scheduler address, e.g. tcp://host:8786 (default with --executor dask: a "
+                             "LocalCluster of --workers processes)")
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                        help="plugin module or .py file that registers methods, tasks or spaces (repeatable)")
+    parser.add_argument("--shard", type=shard_arg, metavar="I/N",
+                        help="run shard I of N (1 <= I <= N) of the trials, into its own store file "
+                             "(job arrays: --shard $SLURM_ARRAY_TASK_ID/N with --array=1-N)")
     return parser
+
+
+def shard_arg(text: str) -> tuple[int, int]:
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def device_name(text: str) -> str:
@@ -98,46 +107,32 @@ def _error(message: str, code: int) -> int:
     return code
 
 
-def _study_folder(out: str, name: str) -> Path:
-    """``<out>/<name>``; a path that is (or sits under) a file is refused before anything runs."""
-    root = Path(out)
-    for parent in (root, *root.parents):
-        if parent.exists() and not parent.is_dir():
-            raise StudyConfigError(f"--out {out}: {parent} is a file, not a folder")
-    folder = root / name
-    if folder.exists() and not folder.is_dir():
-        raise StudyConfigError(f"--out {out}: {folder} is a file, not a study folder")
-    return folder
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.data_dir:
         if not Path(args.data_dir).is_dir():
             return _error(f"--data-dir {args.data_dir}: no such folder", EXIT_BAD_INPUT)
         os.environ[DATA_DIR_ENV] = str(Path(args.data_dir).resolve())  # worker processes inherit it
+    if args.scheduler and args.executor != "dask":
+        return _error("--scheduler needs --executor dask", EXIT_BAD_INPUT)
+    log = _stderr
     try:
-        overrides = {k: getattr(args, k) for k in ("trials", "epochs", "workers") if getattr(args, k) is not None}
-        study = load_study(args.study, overrides)
-        folder = _study_folder(args.out, study.name)
+        run = prepare(args.study, args.out, trials=args.trials, epochs=args.epochs, workers=args.workers,
+                      imports=args.imports, shard=args.shard, batch_size=args.batch_size, log=log)
     except StudyConfigError as exc:
         return _error(str(exc), EXIT_BAD_INPUT)
-    store = TrialStore(folder)
-    specs = study.specs()
-    done = store.finished_ids(retry_failed=args.retry_failed)
-    todo = [s for s in specs if s.trial_id not in done]
-    print(
-        f"study {study.name}: {len(study.rows)} rows x {study.trials} trials, {study.epochs} epochs -> {folder}/\n"
-        f"  {len(specs) - len(todo)} already stored, {len(todo)} to run on {study.workers} worker(s)",
-        file=sys.stderr,
-    )
-    if store.damage_note():
-        print(f"note: {store.damage_note()}", file=sys.stderr)
+    study, todo = run.study, run.todo(args.retry_failed)
+    part = "" if args.shard is None else f" (shard {args.shard[0]}/{args.shard[1]}: {len(run.specs)} trials)"
+    where = f"{study.workers} worker(s)" if args.executor == "local" else (
+        f"the Dask cluster at {args.scheduler}" if args.scheduler else f"a local Dask cluster of {study.workers}")
+    log(f"study {study.name}: {len(study.rows)} rows x {study.trials} trials, {study.epochs} epochs -> "
+        f"{run.folder}/{part}\n  {len(run.specs) - len(todo)} already stored, {len(todo)} to run on {where}")
+    if run.store.damage_note():
+        log(f"note: {run.store.damage_note()}")
     for warning in row_warnings(study):
-        print(f"warning: {warning}", file=sys.stderr)
-    plan = _batching_plan(study, args.batch_size)
+        log(f"warning: {warning}")
     if args.dry_run:
-        for row, reason in zip(study.rows, plan):
+        for row, reason in zip(study.rows, run.plan):
             r = row.spec
             variant = "" if r.variant == NO_VARIANT else f"  [{r.variant}]"
             how = "alone" if reason else "batched"
@@ -145,90 +140,27 @@ def main(argv: list[str] | None = None) -> int:
                   f"x{row.trials}  [{how}]{variant}")
         return 0
     try:
-        with store.lock():
-            return _run(study, store, folder, specs, args, plan)
+        execute(run, executor=args.executor, scheduler=args.scheduler, batch_size=args.batch_size,
+                device=None if args.device == "auto" else args.device, retry_failed=args.retry_failed,
+                report=not args.no_report, progress=not args.quiet, log=log)
+    except KeyboardInterrupt:
+        return _error(f"interrupted: finished trials are stored in {run.store.path}; run the same command to "
+                      "resume", EXIT_INTERRUPTED)
+    except (StudyConfigError, DaskSetupError) as exc:
+        return _error(str(exc), EXIT_BAD_INPUT)
     except StudyLocked as exc:
         return _error(str(exc), EXIT_BUSY)
     except StoreWriteError as exc:
         return _error(str(exc), EXIT_IO)
+    except ReportNotWritten as exc:
+        return _error(str(exc), 1)
     except OSError as exc:  # e.g. the folder cannot be created or the report not written
-        return _error(f"{exc.strerror or exc} ({exc.filename or folder}); stored trials are intact", EXIT_IO)
-
-
-def _run(study, store: TrialStore, folder: Path, specs, args, plan) -> int:
-    # Re-read under the lock: another run may have stored trials since the first look.
-    done = store.finished_ids(retry_failed=args.retry_failed)
-    todo = [s for s in specs if s.trial_id not in done]
-    if any(not reason for reason in plan) and todo:
-        from harness.spaces.kernels.fused_cnn import available, unavailable_reason
-
-        # Build (or load) the fused kernel once here, before the workers start and each try to.
-        if not available():
-            print(f"  batches without the compiled CNN kernel: {unavailable_reason()}", file=sys.stderr)
-    write_text_atomic(folder / "study.json", json.dumps(_study_record(study), indent=2, default=str))
-    start = time.perf_counter()
-    try:
-        results = run_specs(
-            todo, workers=study.workers, store=store, progress=not args.quiet,
-            batch_size=args.batch_size, device=None if args.device == "auto" else args.device,
-        )
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: finished trials are stored in {store.path}; run the same command to resume",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
-    n_failed = sum(r.status == STATUS_FAILED for r in results)
-    print(f"ran {len(results)} trials in {time.perf_counter() - start:.1f} s ({n_failed} failed)", file=sys.stderr)
-    for r in results:
-        if r.status == STATUS_FAILED:
-            print(f"  failed: {r.spec.row.label} seed {r.spec.seed}: {r.failure_reason}", file=sys.stderr)
-    _warn_foreign_trials(store, specs)
-    if args.no_report:
-        store.write_csv()
-    else:
-        from harness.report import write_report  # writes trials.csv along with the report
-
-        try:
-            paths = write_report(folder)
-        except Exception as exc:  # the trials are safe; say so instead of a traceback
-            if os.environ.get("HARNESS_DEBUG"):
-                raise
-            return _error(
-                f"the report could not be written ({type(exc).__name__}: {exc}); all trials are stored in "
-                f"{store.path}. Rebuild it with: python -m harness.report {folder}  (HARNESS_DEBUG=1 shows the "
-                "traceback)", 1,
-            )
-        print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
+        return _error(f"{exc.strerror or exc} ({exc.filename or run.folder}); stored trials are intact", EXIT_IO)
     return 0
 
 
-def _batching_plan(study, batch_size: int | None) -> list[str]:
-    """Per row, why its trials run one at a time ("" when K seeds run as one computation); each
-    reason is printed once."""
-    if batch_size == 1:
-        return ["--batch-size 1"] * len(study.rows)
-    plan = []
-    for row in study.rows:
-        reason = batching_reason(row.spec.trial(study.seed_offset))
-        if reason:
-            print(f"  one trial at a time for {row.spec.label}: {reason}", file=sys.stderr)
-        plan.append(reason)
-    return plan
-
-
-def _study_record(study) -> dict:
-    return {"config": dataclasses.asdict(study), "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-
-
-def _warn_foreign_trials(store: TrialStore, specs) -> None:
-    ids = {s.trial_id for s in specs}
-    foreign = [r for r in store.records() if r["trial_id"] not in ids]
-    if foreign:
-        print(
-            f"note: {len(foreign)} stored trials in {store.folder} are not part of this run's definition "
-            "(other rows, epochs or seeds); the report shows them as rows of their own. Use --out for a "
-            "separate folder.",
-            file=sys.stderr,
-        )
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 if __name__ == "__main__":

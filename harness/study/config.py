@@ -7,6 +7,7 @@
     workers: 2
     defaults: {dataset: blur, space: sequential, hp_set: H1}
     options: {problem: {noise_std: 0.1}}      # optional option groups: problem, ops, space, method
+    imports: [mypkg.methods, my_method.py]     # optional plugins (harness.runner.plugins)
     rows:                            # a list value in a row expands as a Cartesian product;
                                      # hp_set: method-default = each method's own default set
       - {op_set: good, method: [lg-only, nets-only, das, random, random-search]}
@@ -30,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from harness.methods import METHODS, make_method, resolve_hp_set
 from harness.methods.hyperparams import TUNED_PREFIX, HyperParams, load_tuned, tuned_values, validate_hp_set_name
 from harness.methods.schedules import alpha_frozen_epochs
+from harness.runner.plugins import PluginError, Plugins, load_plugins
 from harness.runner.spec import RowSpec, TrialSpec
 from harness.runner.trial import build_context
 from harness.runner.typed import ValueTypeError, typed_options, typed_row
@@ -89,6 +91,7 @@ class StudyFile(_Strict):
     workers: Workers = 2
     defaults: RowEntry = RowEntry()
     options: dict[str, dict[str, Any] | None] = {}
+    imports: list[str] = []
     rows: Annotated[list[RowEntry], Field(min_length=1)]
 
 
@@ -110,6 +113,7 @@ class StudyConfig:
     seed_offset: int = 0
     description: str = ""
     source: str = ""
+    plugins: Plugins = Plugins()  # every worker imports these before it runs a trial
 
     def specs(self) -> list[TrialSpec]:
         """All trials, seed-major so a partial run covers every row evenly."""
@@ -147,15 +151,22 @@ def _merge_options(base: dict, extra: dict | None) -> dict:
     return merged
 
 
-def parse_study(data, source: str = "<study>", overrides: dict | None = None) -> StudyConfig:
+def parse_study(data, source: str = "<study>", overrides: dict | None = None,
+                imports: list[str] | tuple[str, ...] = ()) -> StudyConfig:
     """Validate a study's parsed YAML. ``overrides`` (trials, epochs, workers) replace the file's
-    values (the CLI flags); ``trials`` also replaces every row's own count."""
+    values (the CLI flags); ``trials`` also replaces every row's own count. The plugins of the
+    file's ``imports`` and of ``imports`` (``--import``) are loaded first: they may register the
+    names the rows use."""
     if not isinstance(data, dict):
         raise StudyConfigError(f"{source}: a study file is a YAML mapping with keys {sorted(StudyFile.model_fields)}")
     try:
         study = StudyFile.model_validate(data)
     except ValidationError as exc:
         raise StudyConfigError(pydantic_message(exc, source)) from None
+    try:
+        plugins = load_plugins([_beside(name, source) for name in study.imports] + list(imports))
+    except PluginError as exc:
+        raise StudyConfigError(f"{source}: imports: {exc}") from None
     overrides = overrides or {}
     trials = overrides.get("trials", study.trials)
     epochs = overrides.get("epochs", study.epochs)
@@ -189,10 +200,18 @@ def parse_study(data, source: str = "<study>", overrides: dict | None = None) ->
     config = StudyConfig(
         name=study.name or Path(source).stem, rows=rows, trials=trials, epochs=epochs,
         workers=overrides.get("workers", study.workers), seed_offset=study.seed_offset,
-        description=study.description, source=source,
+        description=study.description, source=source, plugins=plugins,
     )
     _check_rows_build(config)
     return config
+
+
+def _beside(name: str, source: str) -> str:
+    """A plugin file named in a study file, relative to that file's folder when it is there."""
+    if not name.endswith(".py") or Path(name).is_absolute():
+        return name
+    candidate = Path(source).parent / name
+    return str(candidate) if candidate.is_file() else name
 
 
 def _typed(names: dict, epochs: int, hp_overrides: dict, options: dict, where: str, source: str,
@@ -232,8 +251,9 @@ def _check_rows_build(study: StudyConfig) -> None:
             raise StudyConfigError(f"{study.source}: row {i} ({row.spec.label}): {exc}") from None
 
 
-def load_study(path: str | Path, overrides: dict | None = None) -> StudyConfig:
-    return parse_study(read_yaml(path, StudyConfigError, "study"), str(path), overrides)
+def load_study(path: str | Path, overrides: dict | None = None, imports: list[str] | tuple[str, ...] = ()
+               ) -> StudyConfig:
+    return parse_study(read_yaml(path, StudyConfigError, "study"), str(path), overrides, imports)
 
 
 def row_warnings(study: StudyConfig) -> list[str]:

@@ -8,6 +8,8 @@
 * ``tuner``: the backend-neutral interface (``Tuner``, ``Budgets``, ``RunRecord``, ``TuneResult``).
 * ``bohb``: the hpbandster backend; ``hpbandster_compat`` keeps hpbandster 0.7.4 working with
   ConfigSpace 1.x and numpy 2.
+* ``dask_workers``: ``--executor dask``: hpbandster worker threads here whose evaluations run as
+  Dask tasks on a cluster.
 """
 
 from harness.tune.objective import (

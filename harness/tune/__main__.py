@@ -1,4 +1,5 @@
 """``python -m harness.tune studies/tune_blur.yaml [--iterations N] [--workers W] [--out DIR] ...``
+``[--executor local|dask] [--scheduler ADDRESS]``
 
 Tunes the DAS training hyperparameters of [001] Table 7 with BOHB and writes into
 ``<out>/<name>/``: hpbandster's live logs (configs.json, results.json), the trials of every
@@ -17,6 +18,8 @@ import time
 from pathlib import Path
 
 from harness.atomic import write_text_atomic
+from harness.runner.dask_executor import DaskSetupError
+from harness.runner.executor import EXECUTORS
 from harness.tune import hpbandster_compat  # noqa: F401  (before anything is sent over Pyro4)
 from harness.tune.config import TuneConfig, TuneConfigError, load_tune
 from harness.tune.tuner import Budgets, RunRecord, TuneResult
@@ -33,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers",
         type=int,
-        help="local workers (1: a thread here; more: processes; 0: remote workers only)",
+        help="local workers (1: a thread here; more: processes; 0: remote workers only); with --executor dask: "
+        "the LocalCluster's processes, or with --scheduler at most this many evaluations at a time",
     )
     p.add_argument("--min-budget", type=float, help="smallest budget (training epochs)")
     p.add_argument("--max-budget", type=float, help="largest budget (training epochs)")
@@ -54,6 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--remote-workers", type=int, default=0, help="also wait for this many workers from elsewhere"
     )
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local: hpbandster workers here (default); dask: every evaluation runs on a Dask cluster",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Dask scheduler address, e.g. tcp://host:8786 (default with --executor dask: a LocalCluster of "
+        "--workers processes)",
+    )
     p.add_argument("--dry-run", action="store_true", help="validate and show the plan, run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--verbose", action="store_true", help="hpbandster's INFO log")
@@ -63,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 def apply_args(config: TuneConfig, args: argparse.Namespace) -> TuneConfig:
     """``config`` with the command-line overrides (validated)."""
     overrides = {}
-    for key, minimum in (("iterations", 0), ("workers", 0 if args.remote_workers > 0 else 1), ("seed", 0)):
+    remote_only = args.remote_workers > 0 and args.executor != "dask"
+    for key, minimum in (("iterations", 0), ("workers", 0 if remote_only else 1), ("seed", 0)):
         value = getattr(args, key)
         if value is not None:
             if value < minimum:
@@ -87,7 +104,7 @@ def apply_args(config: TuneConfig, args: argparse.Namespace) -> TuneConfig:
     return config
 
 
-def describe_plan(config: TuneConfig, done: int, todo: int, remote_workers: int = 0) -> str:
+def describe_plan(config: TuneConfig, done: int, todo: int, remote_workers: int = 0, where: str | None = None) -> str:
     b: Budgets = config.budgets
     from harness.tune.objective import budget_to_epochs
 
@@ -100,7 +117,8 @@ def describe_plan(config: TuneConfig, done: int, todo: int, remote_workers: int 
         + f"\n  budgets (epochs): {rungs}; eta {b.eta:g}"
         + f"\n  iterations: {done} logged, {todo} to run = {b.n_evaluations(todo, done)} evaluations, "
         f"{b.total_budget(todo, done) * len(config.trial_seeds):.0f} trial-epochs; "
-        f"{config.workers} local worker(s)" + (f" + {remote_workers} remote" if remote_workers else "")
+        + (where or f"{config.workers} local worker(s)")
+        + (f" + {remote_workers} remote" if remote_workers else "")
     )
 
 
@@ -170,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from harness.tune.bohb import has_logs, load_runs, logged_iterations
 
+    if args.scheduler and args.executor != "dask":
+        print("error: --scheduler needs --executor dask", file=sys.stderr)
+        return 2
     try:
         config = apply_args(load_tune(args.tune), args)
     except TuneConfigError as exc:
@@ -185,7 +206,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     done = logged_iterations(folder) if args.resume else 0
     todo = max(0, config.iterations - done)
-    print(describe_plan(config, done, todo, args.remote_workers), file=sys.stderr)
+    where = None
+    if args.executor == "dask":
+        local = f"a local Dask cluster of {config.workers} process(es)"
+        where = f"the Dask cluster at {args.scheduler}" if args.scheduler else local
+    print(describe_plan(config, done, todo, args.remote_workers, where), file=sys.stderr)
     if args.dry_run:
         return 0
     from harness.runner.store import StudyLocked, TrialStore
@@ -196,10 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     except StudyLocked as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 75
+    except DaskSetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _tune(config: TuneConfig, folder: Path, args, done: int, todo: int) -> int:
-    from harness.tune.bohb import HpBandSterTuner, load_runs
+    from harness.tune.bohb import load_runs
 
     write_text_atomic(
         folder / "tune.json",
@@ -215,6 +243,19 @@ def _tune(config: TuneConfig, folder: Path, args, done: int, todo: int) -> int:
             return 0
         print("all iterations are logged already; rewriting the summary", file=sys.stderr)
         return finish(config, folder, TuneResult.from_runs(load_runs(folder), config.budgets.rungs()))
+    if args.executor == "dask":
+        from harness.tune.dask_workers import DaskCluster
+
+        with DaskCluster(args.scheduler, config.workers) as cluster:
+            threads = cluster.threads(args.workers)
+            print(f"{cluster.describe()}; {threads} evaluation(s) at a time", file=sys.stderr)
+            return _optimize(config, folder, args, done, todo, cluster.objective(config.make_objective()), threads)
+    return _optimize(config, folder, args, done, todo, config.make_objective(), config.workers)
+
+
+def _optimize(config: TuneConfig, folder: Path, args, done: int, todo: int, objective, workers: int) -> int:
+    """Run BOHB with ``workers`` workers evaluating ``objective``, then write the summary."""
+    from harness.tune.bohb import HpBandSterTuner, load_runs
 
     def announce(host: str, port: int, offset: int) -> None:
         if args.remote_workers or args.host != "127.0.0.1":
@@ -229,7 +270,8 @@ def _tune(config: TuneConfig, folder: Path, args, done: int, todo: int) -> int:
     tuner = HpBandSterTuner(
         folder,
         run_id=config.name,
-        workers=config.workers,
+        workers=workers,
+        in_process=args.executor == "dask",
         worker_command=[sys.executable, "-m", "harness.tune.worker", str(args.tune)],
         remote_workers=args.remote_workers,
         host=args.host,
@@ -244,7 +286,7 @@ def _tune(config: TuneConfig, folder: Path, args, done: int, todo: int) -> int:
     start = time.perf_counter()
     status = 0
     try:
-        tuner.optimize(config.make_objective(), config.make_space(), config.budgets, todo, config.seed)
+        tuner.optimize(objective, config.make_space(), config.budgets, todo, config.seed)
     except KeyboardInterrupt:
         progress.close()
         print(

@@ -323,7 +323,9 @@ class HpBandSterTuner:
     """BOHB (hpbandster) behind the ``Tuner`` interface.
 
     ``workers`` local workers: one runs as a thread in this process with ``objective``; more
-    run as processes started with ``worker_command`` (which must build the same objective).
+    run as processes started with ``worker_command`` (which must build the same objective), or,
+    with ``in_process``, as threads here that share ``objective`` (one whose evaluations run
+    elsewhere, e.g. a ``dask_workers.DaskObjective``).
     ``remote_workers``: the run waits for that many extra workers to attach from elsewhere.
     ``warm_start``: feed the evaluations already logged in ``out_dir`` to BOHB's model and
     continue the iteration numbering and bracket schedule after them.
@@ -347,10 +349,11 @@ class HpBandSterTuner:
         on_start: Callable[[str, int, int], None] | None = None,
         ping_interval: int = 2,
         log_level: int = logging.ERROR,
+        in_process: bool = False,
     ) -> None:
         if workers < 1 and remote_workers < 1:
             raise ValueError("need at least one worker")
-        if workers > 1 and not worker_command:
+        if workers > 1 and not in_process and not worker_command:
             raise ValueError("more than one local worker needs a worker_command (worker processes)")
         unknown = sorted(set(bohb_options or {}) - set(BOHB_DEFAULTS))
         if unknown:
@@ -365,6 +368,7 @@ class HpBandSterTuner:
             remote_workers,
         )
         self.host, self.port = host, port
+        self.in_process = in_process or workers == 1
         self.warm_start = warm_start
         self.bohb_options = {**BOHB_DEFAULTS, **(bohb_options or {})}
         self.failure_loss = failure_loss
@@ -398,7 +402,7 @@ class HpBandSterTuner:
             run_id=self.run_id, working_directory=str(self.out_dir), host=self.host, port=self.port
         )
         optimizer = None
-        local_worker = None
+        threads = []
         try:
             host, port = ns.start()
             self.nameserver = (host, port)
@@ -422,18 +426,22 @@ class HpBandSterTuner:
             compat.builtin_budgets(optimizer)
             if not np.allclose(optimizer.budgets, budgets.rungs()):
                 raise RuntimeError(f"hpbandster budgets {optimizer.budgets} differ from {budgets.rungs()}")
-            if self.workers == 1:
-                local_worker = make_worker(
-                    objective,
-                    self.run_id,
-                    host,
-                    port,
-                    host=self.host,
-                    failure_loss=self.failure_loss,
-                    worker_id="local",
-                    logger=self.logger,
-                )
-                local_worker.run(background=True)
+            if self.in_process:
+                for i in range(self.workers):
+                    worker_id = "local" if self.workers == 1 else f"local{i}"
+                    threads.append(
+                        make_worker(
+                            objective,
+                            self.run_id,
+                            host,
+                            port,
+                            host=self.host,
+                            failure_loss=self.failure_loss,
+                            worker_id=worker_id,
+                            logger=self.logger,
+                        )
+                    )
+                    threads[-1].run(background=True)
             elif self.workers > 1:
                 self._start_processes(host, port)
             if self.on_start is not None:
@@ -444,8 +452,10 @@ class HpBandSterTuner:
             restore = _quiet_pyro_thread_errors()
             if optimizer is not None:
                 optimizer.shutdown(shutdown_workers=True)
-            if local_worker is not None and local_worker.thread is not None:
-                local_worker.thread.join(timeout=10)  # it unregisters from the name server on exit
+            deadline = time.monotonic() + 10
+            for worker in threads:  # each unregisters from the name server on exit
+                if worker.thread is not None:
+                    worker.thread.join(timeout=max(0.1, deadline - time.monotonic()))
             self._stop_processes()
             ns.shutdown()
             if sys.exc_info()[0] is None:  # after an error or Ctrl-C a job may still be running

@@ -14,7 +14,9 @@ before anything is sent over Pyro4):
 3. ``json_result_logger`` cannot write ``np.bool_``. Fix: ``NumpyJsonResultLogger`` writes with a
    numpy-aware JSON default.
 
-Workers must still return only builtin types (``to_builtin`` helps).
+Workers must still return only builtin types (``to_builtin`` helps; it also turns subclasses of
+str/int/float, such as ``torch.__version__`` in a trial record's provenance, into the builtin:
+serpent would send them as a class the dispatcher rejects, and the master would wait forever).
 """
 
 from __future__ import annotations
@@ -55,6 +57,12 @@ def to_builtin(value: Any) -> Any:
         return to_builtin(value.tolist())
     if isinstance(value, np.generic):
         return value.item()
+    if type(value) not in (bool, str, int, float):
+        # subclasses, e.g. torch.__version__ (a str) or an IntEnum: serpent sends them as dicts of
+        # their class, which the receiving side rejects, and the master would wait forever
+        for kind in (str, int, float):
+            if isinstance(value, kind):
+                return kind(value)
     return value
 
 

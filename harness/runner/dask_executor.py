@@ -1,0 +1,123 @@
+"""The Dask executor: batches of trials as Dask tasks on a ``distributed`` cluster.
+
+One batch (a row's seeds planned by ``plan_batches``) is one task. Results come back to the
+client (the study process) as each task finishes, and the client alone appends them to the trial
+store: workers never write the store, so a cluster needs no shared filesystem for it.
+
+* ``scheduler=None`` starts a ``LocalCluster`` of ``workers`` single-threaded processes;
+  an address (``tcp://host:8786``) connects to a running ``dask scheduler``.
+* Devices: ``device=None`` lets each worker use its GPU when it has one; ``cuda``/``cuda:N``
+  submits every batch with the resource ``GPU=1``, so it runs only on workers started with
+  ``--resources GPU=1`` (one batch per GPU at a time).
+* Faults: a batch whose worker dies is rescheduled by Dask; once it has killed
+  ``distributed.scheduler.allowed-failures`` + 1 workers (``MAX_ATTEMPTS`` on our LocalCluster;
+  the scheduler's setting, default 4 attempts, on a cluster of yours) its trials are stored as
+  failed with the reason. A batch that raises is stored failed likewise; nothing is dropped.
+* Ctrl-C (or any exit of the consumer) cancels the tasks not yet done and closes the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+
+from harness.runner.plugins import Plugins
+from harness.runner.spec import STATUS_FAILED, TrialResult, TrialSpec
+
+MAX_ATTEMPTS = 3  # workers a batch may kill on our LocalCluster before its trials fail
+CONNECT_TIMEOUT_S = 30
+
+
+class DaskSetupError(RuntimeError):
+    """The cluster cannot serve the study (no scheduler at the address, no GPU worker, ...)."""
+
+
+def _run_dask_batch(specs: list[TrialSpec], threads: int, batched: bool, device: str | None,
+                    checkpoint_dir: str | None, plugins: Plugins) -> list[TrialResult]:
+    """A Dask task: one batch on this worker (plugins imported first, ``threads`` torch threads)."""
+    import torch
+
+    plugins.load()
+    torch.set_num_threads(threads)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    from harness.runner.trial import run_batch
+
+    return run_batch(specs, device=device, batched=batched, checkpoint_dir=checkpoint_dir)
+
+
+def _needs_gpu(device: str | None) -> bool:
+    return device is not None and device.startswith("cuda")
+
+
+def _connect(scheduler: str | None, workers: int, device: str | None):
+    """(client, cluster or None)."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            return Client(scheduler, timeout=CONNECT_TIMEOUT_S), None
+        except (OSError, TimeoutError) as exc:
+            raise DaskSetupError(f"no Dask scheduler answers at {scheduler}: {exc}") from None
+    resources = {"GPU": 1} if _needs_gpu(device) else None
+    with dask.config.set({"distributed.scheduler.allowed-failures": MAX_ATTEMPTS - 1}):
+        cluster = LocalCluster(n_workers=max(workers, 1), threads_per_worker=1, processes=True,
+                               dashboard_address=":0", resources=resources, silence_logs=logging.ERROR)
+    return Client(cluster), cluster
+
+
+def _check_gpu_workers(client) -> None:
+    workers = client.scheduler_info()["workers"].values()
+    if not any(w.get("resources", {}).get("GPU", 0) >= 1 for w in workers):
+        raise DaskSetupError(
+            "--device cuda on Dask runs batches only on workers with the resource GPU; start them with "
+            "`dask worker ADDRESS --resources GPU=1` (one per GPU), or use --device auto")
+
+
+def iter_dask_results(chunks: list[list[TrialSpec]], workers: int, threads: int, batched: bool,
+                      device: str | None, checkpoint_dir: str | None, plugins: Plugins,
+                      scheduler: str | None = None) -> Iterator[TrialResult]:
+    """Yield the results of every batch in ``chunks`` as its task finishes."""
+    from distributed import as_completed
+
+    client, cluster = _connect(scheduler, workers, device)
+    futures = {}
+    try:
+        resources = None
+        if _needs_gpu(device):
+            _check_gpu_workers(client)
+            resources = {"GPU": 1}
+        run_id = uuid.uuid4().hex[:8]
+        for i, chunk in enumerate(chunks):
+            future = client.submit(_run_dask_batch, chunk, threads, batched, device, checkpoint_dir, plugins,
+                                   key=f"harness-batch-{run_id}-{i}", pure=False, resources=resources)
+            futures[future.key] = (future, chunk)
+        for future in as_completed([f for f, _ in futures.values()]):
+            _, chunk = futures.pop(future.key)
+            try:
+                results = future.result()
+            except Exception as exc:  # KilledWorker after too many attempts, or the task raised
+                results = failed_batch(chunk, _reason(exc))
+            yield from results
+    finally:
+        pending = [f for f, _ in futures.values()]
+        if pending:
+            client.cancel(pending)
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _reason(exc: BaseException) -> str:
+    from distributed import KilledWorker
+
+    if isinstance(exc, KilledWorker):
+        return (f"its batch's Dask worker died on every attempt (KilledWorker: {exc}); e.g. out of memory, "
+                "or a crash in native code")
+    return f"its batch raised on a Dask worker: {type(exc).__name__}: {exc}"
+
+
+def failed_batch(chunk: list[TrialSpec], reason: str) -> list[TrialResult]:
+    return [TrialResult(spec=spec, status=STATUS_FAILED, failure_reason=reason) for spec in chunk]
