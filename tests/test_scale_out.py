@@ -48,6 +48,20 @@ def user_das(name: str = "user-das", order: int = 1):
     method.description = "DAS registered by a user's plugin"
     return method
 '''
+CRASHING_PLUGIN = '''\
+import os
+
+from harness.methods.preset_registry import preset
+from harness.methods.presets import das
+
+
+@preset("crashing-das")
+def crashing_das(name: str = "crashing-das", order: int = 1):
+    """DAS whose search kills its process: a batch that takes down every worker it runs on."""
+    method = das(name, order)
+    method.search_trials = lambda ctxs: os._exit(3)
+    return method
+'''
 COLUMNS = ["method", "seed", "status", "oneshot_score", "arch_score"]
 
 
@@ -314,3 +328,19 @@ def test_the_entry_point_group_loads_an_installed_plugin(tmp_path, monkeypatch):
     assert "entry-point-das" not in METHODS
     assert "entry_plugin_module" in load_entry_points()
     assert "entry-point-das" in METHODS
+
+
+def test_a_batch_that_keeps_killing_workers_is_stored_failed_with_its_reason(tmp_path):
+    """Our LocalCluster gives a batch MAX_ATTEMPTS workers; then its trials are stored as failed
+    (with the reason, counted by the summary) and the rest of the study is unaffected."""
+    (tmp_path / "crashing.py").write_text(CRASHING_PLUGIN)
+    study = write_study(tmp_path, name="crash", trials=2, methods="crashing-das, random",
+                        extra="imports: [crashing.py]\n")
+    assert main([str(study), "--out", str(tmp_path), "--quiet", "--no-report", "--executor", "dask",
+                 "--batch-size", "2"]) == 0
+    records = TrialStore(tmp_path / "crash").records()
+    assert len(records) == 4
+    by_method = {m: [r["status"] for r in records if r["method"] == m] for m in ("crashing-das", "random")}
+    assert by_method == {"crashing-das": ["failed", "failed"], "random": ["ok", "ok"]}
+    reasons = {r["failure_reason"] for r in records if r["status"] == "failed"}
+    assert len(reasons) == 1 and "died on every attempt (KilledWorker" in reasons.pop()

@@ -51,8 +51,10 @@ def _needs_gpu(device: str | None) -> bool:
     return device is not None and device.startswith("cuda")
 
 
-def _connect(scheduler: str | None, workers: int, device: str | None):
-    """(client, cluster or None)."""
+def connect(scheduler: str | None, workers: int, device: str | None):
+    """(client, cluster or None): a client of the scheduler at ``scheduler``, or of a new LocalCluster
+    of ``workers`` single-threaded processes (``MAX_ATTEMPTS`` attempts per task; ``GPU=1`` each for a
+    cuda ``device``). Shared by studies and tuning (``harness.tune.dask_workers``)."""
     import dask
     from distributed import Client, LocalCluster
 
@@ -82,7 +84,7 @@ def iter_dask_results(chunks: list[list[TrialSpec]], workers: int, threads: int,
     """Yield the results of every batch in ``chunks`` as its task finishes."""
     from distributed import as_completed
 
-    client, cluster = _connect(scheduler, workers, device)
+    client, cluster = connect(scheduler, workers, device)
     futures = {}
     try:
         resources = None
@@ -99,7 +101,7 @@ def iter_dask_results(chunks: list[list[TrialSpec]], workers: int, threads: int,
             try:
                 results = future.result()
             except Exception as exc:  # KilledWorker after too many attempts, or the task raised
-                results = failed_batch(chunk, _reason(exc))
+                results = failed_batch(chunk, failure_reason(exc))
             yield from results
     finally:
         pending = [f for f, _ in futures.values()]
@@ -110,13 +112,14 @@ def iter_dask_results(chunks: list[list[TrialSpec]], workers: int, threads: int,
             cluster.close()
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
+    """Why a Dask task gave no result, for a failed trial or evaluation."""
     from distributed import KilledWorker
 
     if isinstance(exc, KilledWorker):
-        return (f"its batch's Dask worker died on every attempt (KilledWorker: {exc}); e.g. out of memory, "
-                "or a crash in native code")
-    return f"its batch raised on a Dask worker: {type(exc).__name__}: {exc}"
+        return (f"its Dask worker died on every attempt (KilledWorker: {exc}); e.g. out of memory, or a crash "
+                "in native code")
+    return f"it raised on a Dask worker: {type(exc).__name__}: {exc}"
 
 
 def failed_batch(chunk: list[TrialSpec], reason: str) -> list[TrialResult]:

@@ -11,7 +11,7 @@ logger stay in this process exactly as with local workers; N is the number of Da
 so every thread of the cluster has one evaluation to run at a time. Only the objective, the
 configuration and the budget go out and an ``Evaluation`` (with its trial records) comes back:
 the cluster needs neither Pyro4's ports nor a shared file system, and only this process writes
-the tuning folder. The cluster connection is the study runner's (``dask_executor._connect``).
+the tuning folder. The cluster connection is the study runner's (``dask_executor.connect``).
 
 Faults: Dask reruns a task whose worker died; once it has killed ``allowed-failures`` + 1
 workers, ``.result()`` raises ``KilledWorker``, which ``DaskObjective`` re-raises as a
@@ -29,7 +29,7 @@ import threading
 import uuid
 from typing import Any
 
-from harness.runner.dask_executor import DaskSetupError, _connect
+from harness.runner.dask_executor import DaskSetupError, connect, failure_reason
 from harness.tune.objective import Evaluation, Objective
 
 WAIT_FOR_WORKERS_S = 60.0  # a scheduler with no workers yet: how long to wait for the first
@@ -88,10 +88,7 @@ class DaskObjective:
         try:
             return future.result()
         except KilledWorker as exc:
-            raise DaskEvaluationError(
-                f"its Dask worker died on every attempt (KilledWorker: {exc}); e.g. out of memory, or a crash in "
-                "native code"
-            ) from None
+            raise DaskEvaluationError(failure_reason(exc)) from None
         finally:
             with self._lock:
                 self._pending.discard(future)
@@ -111,7 +108,7 @@ class DaskCluster:
 
     def __init__(self, scheduler: str | None, workers: int, wait_s: float = WAIT_FOR_WORKERS_S) -> None:
         self.scheduler = scheduler
-        self.client, self.cluster = _connect(scheduler, workers, None)
+        self.client, self.cluster = connect(scheduler, workers, None)
         self.objectives: list[DaskObjective] = []
         try:
             self.client.wait_for_workers(1, timeout=wait_s)
