@@ -6,7 +6,8 @@ of the same number of worker processes) on the same study, in this process, alte
 Each repeat runs the whole study from an empty folder through ``harness.run_study`` (store
 appends, checkpoints and all; no report), once per executor, in alternating order so that a
 machine busy with something else slows both alike. The Dask time includes starting and closing
-its LocalCluster, as a user pays it. Prints a markdown table of the median trials/hour per
+its LocalCluster and the local time starting fresh loky workers (their imports), as a user pays
+them. Prints a markdown table of the median trials/hour per
 executor and ``dask/local: <ratio>`` (1.0 = no overhead; target: within 5%).
 """
 
@@ -35,6 +36,10 @@ def study(trials: int, epochs: int, workers: int, samples: int | None) -> dict:
 def timed_run(executor: str, spec: dict) -> tuple[float, int]:
     import harness
 
+    if executor == "local":  # a fresh set of worker processes, as a new CLI run gets
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=True)
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         frame = harness.run_study(spec, out=out, executor=executor, report=False, progress=False, verbose=False)

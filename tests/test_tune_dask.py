@@ -20,26 +20,14 @@ pytest.importorskip("hpbandster")
 pytest.importorskip("ConfigSpace")
 pytest.importorskip("distributed")
 
+from test_tune import TINY  # noqa: E402  (the tiny tuning file)
+
 from harness.runner import dask_executor  # noqa: E402
 from harness.tune import Budgets, Evaluation  # noqa: E402
 from harness.tune.__main__ import main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-TINY = {
-    "name": "tiny",
-    "dataset": "blur",
-    "space": "sequential",
-    "op_set": "all",
-    "method": "das",
-    "objective": "architecture",
-    "iterations": 2,
-    "min_budget": 1,
-    "max_budget": 3,
-    "eta": 3,
-    "seed": 0,
-    "options": {"problem": {"samples_per_evaluation": 256}, "ops": {"channels": 4}},
-}
 
 
 def write_tiny(tmp_path: Path) -> Path:
