@@ -1,8 +1,9 @@
 """The Dask executor: batches of trials as Dask tasks on a ``distributed`` cluster.
 
-One batch (a row's seeds planned by ``plan_batches``) is one task. Results come back to the
-client (the study process) as each task finishes, and the client alone appends them to the trial
-store: workers never write the store, so a cluster needs no shared filesystem for it.
+One batch (a row's seeds planned by ``plan_batches``) is one task, submitted when a worker
+thread is free. Results come back to the client (the study process) as each task finishes, and
+the client alone appends them to the trial store: workers never write the store, so a cluster
+needs no shared filesystem for it.
 
 * ``scheduler=None`` starts a ``LocalCluster`` of ``workers`` single-threaded processes;
   an address (``tcp://host:8786``) connects to a running ``dask scheduler``.
@@ -81,23 +82,39 @@ def _check_gpu_workers(client) -> None:
 def iter_dask_results(chunks: list[list[TrialSpec]], workers: int, threads: int, batched: bool,
                       device: str | None, checkpoint_dir: str | None, plugins: Plugins,
                       scheduler: str | None = None) -> Iterator[TrialResult]:
-    """Yield the results of every batch in ``chunks`` as its task finishes."""
+    """Yield the results of every batch in ``chunks`` as its task finishes.
+
+    Batches are handed out as worker threads free up (at most one per thread in flight, counted
+    again at every completion, so workers that join later get work): a batch goes to whichever
+    worker is idle next, as with the local executor. Submitting every batch at once let the
+    scheduler queue a row's costly search batches behind each other on one worker while another
+    ran the cheap baseline batches (measured: 0.84 of the local throughput on DAS + Random)."""
     from distributed import as_completed
 
     client, cluster = connect(scheduler, workers, device)
-    futures = {}
+    futures: dict = {}
     try:
         resources = None
         if _needs_gpu(device):
             _check_gpu_workers(client)
             resources = {"GPU": 1}
         run_id = uuid.uuid4().hex[:8]
-        for i, chunk in enumerate(chunks):
-            future = client.submit(_run_dask_batch, chunk, threads, batched, device, checkpoint_dir, plugins,
-                                   key=f"harness-batch-{run_id}-{i}", pure=False, resources=resources)
-            futures[future.key] = (future, chunk)
-        for future in as_completed([f for f, _ in futures.values()]):
+        waiting = list(enumerate(chunks))
+        done = as_completed()
+
+        def submit_while_idle() -> None:
+            slots = max(1, sum(client.nthreads().values()))
+            while waiting and len(futures) < slots:
+                i, chunk = waiting.pop(0)
+                future = client.submit(_run_dask_batch, chunk, threads, batched, device, checkpoint_dir, plugins,
+                                       key=f"harness-batch-{run_id}-{i}", pure=False, resources=resources)
+                futures[future.key] = (future, chunk)
+                done.add(future)
+
+        submit_while_idle()
+        for future in done:
             _, chunk = futures.pop(future.key)
+            submit_while_idle()
             try:
                 results = future.result()
             except Exception as exc:  # KilledWorker after too many attempts, or the task raised
