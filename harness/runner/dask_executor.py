@@ -41,11 +41,37 @@ def _run_dask_batch(specs: list[TrialSpec], threads: int, batched: bool, device:
 
     plugins.load()
     torch.set_num_threads(threads)
+    _heap_friendly_malloc()
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     from harness.runner.trial import run_batch
 
     return run_batch(specs, device=device, batched=batched, checkpoint_dir=checkpoint_dir)
+
+
+_MALLOC_TUNED: list[bool] = []
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+MMAP_THRESHOLD = 32 * 2**20  # glibc's own ceiling for its dynamic threshold (64-bit)
+
+
+def _heap_friendly_malloc() -> None:
+    """Undo the Dask nanny's ``MALLOC_TRIM_THRESHOLD_=65536`` for this worker process (glibc only).
+
+    Setting that variable also freezes glibc's mmap threshold at 128 KiB, so every tensor above
+    it (a K = 16 batch's activations are ~400 KiB) is mmap'ed and unmapped on each use, paying
+    page faults: measured, a 64-trial study ran at 0.56 of the local executor's speed. Here the
+    thresholds are set to where glibc's dynamic rule would take them in a loky worker."""
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED.append(True)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        libc.mallopt(M_TRIM_THRESHOLD, 4 * MMAP_THRESHOLD)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to undo
+        pass
 
 
 def _needs_gpu(device: str | None) -> bool:
