@@ -27,13 +27,12 @@ REFERENCE_RUNS = {
     "tuned_vs_paper_blur": ("results/tuned_vs_paper_blur/study.yaml", {}),
     "cifar_proxy": ("studies/cifar_proxy.yaml", {}),
     "hyperparameters_blur": ("studies/hyperparameters_blur.yaml", {}),
+    "hyperparameters_downsampling": ("studies/hyperparameters_downsampling.yaml", {}),
 }
 # Reference runs committed part-way (resumed across sessions): every stored trial is one the study
 # file still produces, so the same command continues them.
 # Reference runs that span sessions: committed partial stores, resumed by the same command.
-IN_PROGRESS: dict[str, str] = {
-    "hyperparameters_downsampling": "studies/hyperparameters_downsampling.yaml",
-}
+IN_PROGRESS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("folder", sorted(REFERENCE_RUNS))
