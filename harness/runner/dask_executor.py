@@ -36,17 +36,12 @@ class DaskSetupError(RuntimeError):
 
 def _run_dask_batch(specs: list[TrialSpec], threads: int, batched: bool, device: str | None,
                     checkpoint_dir: str | None, plugins: Plugins) -> list[TrialResult]:
-    """A Dask task: one batch on this worker (plugins imported first, ``threads`` torch threads)."""
-    import torch
+    """A Dask task: the local executor's ``run_chunk`` on this worker, after undoing the nanny's
+    malloc setting."""
+    from harness.runner.executor import run_chunk
 
-    plugins.load()
-    torch.set_num_threads(threads)
     _heap_friendly_malloc()
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    from harness.runner.trial import run_batch
-
-    return run_batch(specs, device=device, batched=batched, checkpoint_dir=checkpoint_dir)
+    return run_chunk(specs, threads, batched, None, device, checkpoint_dir, plugins)
 
 
 _MALLOC_TUNED: list[bool] = []

@@ -66,10 +66,12 @@ def process_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-def _run_chunk(
+def run_chunk(
     specs: list[TrialSpec], threads: int, batched: bool = True, parent_pid: int | None = None,
     device: str | None = None, checkpoint_dir: str | None = None, plugins: Plugins = Plugins(),
 ) -> list[TrialResult]:
+    """One batch in a worker process (loky or Dask) or here: ``threads`` torch threads, the study's
+    plugins imported first; ``device`` None lets ``build_context`` pick (a GPU where there is one)."""
     _worker_init(threads, parent_pid)
     plugins.load()
     from harness.runner.trial import run_batch
@@ -175,13 +177,13 @@ def iter_results(
         return
     if workers <= 1:
         for i, chunk in enumerate(chunks):
-            yield from _run_chunk(chunk, threads_per_worker, batched, None, batch_device(device, i), checkpoint_dir,
+            yield from run_chunk(chunk, threads_per_worker, batched, None, batch_device(device, i), checkpoint_dir,
                                   plugins)
         return
     from joblib import delayed
 
     me = os.getpid()
-    jobs = (delayed(_run_chunk)(chunk, threads_per_worker, batched, me, batch_device(device, i), checkpoint_dir,
+    jobs = (delayed(run_chunk)(chunk, threads_per_worker, batched, me, batch_device(device, i), checkpoint_dir,
                                 plugins) for i, chunk in enumerate(chunks))
     for chunk_results in as_completed(jobs, workers):
         yield from chunk_results
