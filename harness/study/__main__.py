@@ -18,7 +18,7 @@ from harness.runner.dask_executor import DaskSetupError
 from harness.runner.executor import EXECUTORS
 from harness.runner.spec import NO_VARIANT
 from harness.runner.store import StoreWriteError, StudyLocked, parse_shard
-from harness.study.api import ReportNotWritten, execute, prepare
+from harness.study.api import ReportNotWritten, execute, log_stderr, prepare
 from harness.study.config import MAX_EPOCHS, MAX_TRIALS, MAX_WORKERS, StudyConfigError, row_warnings
 from harness.tasks.classification import DATA_DIR_ENV
 
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[DATA_DIR_ENV] = str(Path(args.data_dir).resolve())  # worker processes inherit it
     if args.scheduler and args.executor != "dask":
         return _error("--scheduler needs --executor dask", EXIT_BAD_INPUT)
-    log = _stderr
+    log = log_stderr
     try:
         run = prepare(args.study, args.out, trials=args.trials, epochs=args.epochs, workers=args.workers,
                       imports=args.imports, shard=args.shard, batch_size=args.batch_size, log=log)
@@ -157,10 +157,6 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # e.g. the folder cannot be created or the report not written
         return _error(f"{exc.strerror or exc} ({exc.filename or run.folder}); stored trials are intact", EXIT_IO)
     return 0
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
 
 
 if __name__ == "__main__":

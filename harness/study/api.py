@@ -145,7 +145,7 @@ def run_study(study, out: str | os.PathLike = "results", *, executor: str = "loc
 
     ``workers``/``trials``/``epochs`` override the file; ``device`` is cpu, cuda, cuda:N or auto;
     ``imports`` are plugin modules or ``.py`` files; ``shard`` (i, N) runs that part only."""
-    log = _stderr if verbose else None
+    log = log_stderr if verbose else None
     run = prepare(study, out, trials=trials, epochs=epochs, workers=workers, imports=imports, shard=shard,
                   batch_size=batch_size, log=log)
     for warning in row_warnings(run.study) if log else ():
@@ -158,7 +158,8 @@ def run_study(study, out: str | os.PathLike = "results", *, executor: str = "loc
     return frame[frame["trial_id"].isin(wanted)].reset_index(drop=True) if len(frame) else frame
 
 
-def _stderr(message: str) -> None:
+def log_stderr(message: str) -> None:
+    """The CLI's and ``run_study``'s progress log."""
     print(message, file=sys.stderr)
 
 
