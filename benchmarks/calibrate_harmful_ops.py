@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results/calibration_harmful_ops"))
     args = parser.parse_args()
 
+    from harness.atomic import write_text_atomic
     from harness.runner.executor import run_specs
     from harness.runner.store import TrialStore
 
@@ -98,7 +99,7 @@ def main() -> None:
     run_specs(specs, workers=args.workers, store=store)
     records = store.records()
     text = "\n".join(markdown(table(records, m), m) for m in args.methods)
-    (args.out / "calibration.md").write_text(text)
+    write_text_atomic(args.out / "calibration.md", text)
     print(text)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.atomic import TEMP_GLOB
 from harness.tasks.data import (
     ChecksumError,
     DataFormatError,
@@ -73,7 +74,7 @@ def test_extract_round_trip(tmp_path):
     assert {p.name for p in written} == {"batches.meta", "test_batch"} | {f"data_batch_{i}" for i in range(1, 6)}
     for path in written:
         assert path.read_bytes() == (tmp_path / "src" / "cifar-10-batches-py" / path.name).read_bytes()
-    assert not list((tmp_path / "out").rglob("*.part"))
+    assert not list((tmp_path / "out").rglob(TEMP_GLOB))  # no temporary file of the atomic writer left
 
 
 @pytest.mark.parametrize(
@@ -120,7 +121,7 @@ def test_download_file_url_verifies_checksum(tmp_path):
     mismatch = r"(?s)bad\.bin.*remote\.bin: checksum mismatch, MD5 [0-9a-f]{32}, expected 0{32}"
     with pytest.raises(DownloadError, match=mismatch):
         download_file(source.as_uri(), bad, "0" * 32)
-    assert not bad.exists() and not bad.with_name("bad.bin.part").exists()
+    assert not bad.exists() and not list(bad.parent.glob(TEMP_GLOB))
     # The first mirror fails, the second serves the file.
     mirrors = [(tmp_path / "absent.bin").as_uri(), source.as_uri()]
     assert download_file(mirrors, tmp_path / "m.bin", file_md5(source)).read_bytes() == b"payload"

@@ -12,6 +12,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
+from harness.report import figures as report_figures
 from harness.report import write_report
 from harness.runner.spec import TrialResult, TrialSpec
 from harness.runner.store import TrialStore
@@ -71,14 +72,14 @@ def report(folder: Path, records: list[dict]) -> tuple[dict[str, Path], dict[str
     for record in records:
         store.append_record(record)
     labels: dict[str, list[tuple[str, str]]] = {}
-    savefig = Figure.savefig
+    save = report_figures.save_figure_atomic  # every report figure is written through it (save_png)
 
-    def recording(fig: Figure, path, *args, **kwargs):
+    def recording(fig: Figure, path, **kwargs):
         labels[Path(path).name] = [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes]
-        return savefig(fig, path, *args, **kwargs)
+        return save(fig, path, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Figure, "savefig", recording)
+        mp.setattr(report_figures, "save_figure_atomic", recording)
         written = write_report(folder, n_boot=30, alpha_trials=1)
     return written, labels
 

@@ -14,13 +14,12 @@ checkpoint or the new one, never half of one. The runner deletes it once the tri
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
 import torch
 
-from harness.atomic import write_bytes_atomic
+from harness.atomic import atomic_writer
 
 
 class TrialCheckpoint:
@@ -60,10 +59,9 @@ class TrialCheckpoint:
         self._phases[phase] = state
         now = time.monotonic()
         if final or not self.every_s or now - self._last_write >= self.every_s:
-            buffer = io.BytesIO()
-            torch.save(self._phases, buffer)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_bytes_atomic(self.path, buffer.getvalue())
+            with atomic_writer(self.path) as handle:  # streamed: no second in-memory copy of the state
+                torch.save(self._phases, handle)
             self._last_write = now
 
     def discard(self) -> None:

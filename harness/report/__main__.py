@@ -11,7 +11,7 @@ from harness.report.build import ReportError, write_report
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m harness.report",
-        description="Write trials.csv, summary.csv, summary.md, report.html and figures/ into a study.",
+        description="Write trials.csv, trials.parquet, summary.csv, summary.md, report.html and figures/ into a study.",
     )
     parser.add_argument("study_folder", help="folder holding the study's trials.jsonl, e.g. results/blur")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per CI (default 1000)")

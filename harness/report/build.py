@@ -1,6 +1,6 @@
 """``write_report``: regenerate the paper's tables and figures from a study's stored trials.
 
-Everything is recomputed from ``trials.jsonl`` on each call, so a report can be refreshed
+Everything is recomputed from ``trials.jsonl`` (and shard files) on each call, so a report can be refreshed
 while a study is still running and never disagrees with the trials it describes. Every
 statistic groups by the full row identity (``ROW_IDENTITY``: the paper's columns plus the
 metric, epochs and the override text ``variant``), so rows that differ only in their overrides
@@ -19,6 +19,7 @@ import pandas as pd
 from harness.atomic import write_text_atomic
 from harness.report import alpha_figures as af
 from harness.report import figures as fg
+from harness.report import parquet as pq
 from harness.report import sections as sec
 from harness.report.identity import ROW_IDENTITY, add_levels, factor_shared_settings, identity_key, with_identity
 from harness.report.metric_text import views
@@ -89,7 +90,8 @@ def write_report(
     target_width: float = 1.0,
     alpha_trials: int = 6,
 ) -> dict[str, Path]:
-    """Write trials.csv, summary.csv, summary.md, report.html and figures/*.png into the folder.
+    """Write trials.csv, trials.parquet (with pyarrow), summary.csv, summary.md, report.html and
+    figures/*.png into the folder.
 
     Returns the written files keyed by their path relative to the study folder.
     """
@@ -106,6 +108,12 @@ def write_report(
     folder = store.folder
     written: dict[str, Path] = {"trials.csv": store.write_csv()}
     notes: list[str] = [store.damage_note()] if store.damaged else []
+    columnar = pq.write_trials_parquet(store)  # the same merged records as trials.csv, typed
+    if columnar is not None:
+        written[pq.PARQUET_FILE] = columnar
+    else:
+        notes.append(pq.skip_message())
+        pq.say_skipped_once()
 
     summary = sort_groups(summary_table(df, ROW_IDENTITY, n_boot=n_boot, seed=seed), list(ROW_IDENTITY))
     written["summary.csv"] = write_text_atomic(folder / "summary.csv", csv_text(summary))

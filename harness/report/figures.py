@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from harness.atomic import save_figure_atomic
 from harness.report.identity import LEVEL_COLUMNS, ROW_COLUMNS, identity_key, n_lines, row_label
 from harness.report.metric_text import score_label
 from harness.report.tables import label, ordered
@@ -42,9 +43,9 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def save_png(fig: Figure, path: Path) -> Path:
+    """Write the PNG atomically: a report refreshed while a study runs is never read half-drawn."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    return path
+    return save_figure_atomic(fig, path, format="png")
 
 
 def grid_shape(n: int, max_cols: int = 3) -> tuple[int, int]:

@@ -12,7 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from harness.atomic import write_text_atomic
+from harness.atomic import TEMP_GLOB, write_text_atomic
 from harness.methods.checkpoint import TrialCheckpoint
 
 FOLDER = "checkpoints"
@@ -61,5 +61,5 @@ def discard_stored(folder: str | Path | None, stored_ids: set[str]) -> None:
 def clean_temporaries(folder: str | Path | None) -> None:
     """Remove half-written checkpoints of killed writers (call under the study lock, before workers start)."""
     if folder is not None and Path(folder).is_dir():
-        for tmp in Path(folder).glob(".*.tmp"):
+        for tmp in Path(folder).glob(TEMP_GLOB):
             tmp.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.atomic import save_figure_atomic
 from harness.runner.store import TrialStore
 from harness.tasks.metrics import metric_label
 from harness.tune.tuner import RunRecord
@@ -93,7 +94,7 @@ def plot_trajectory(runs: list[RunRecord], path: Path, metric: str | None = None
         ax.legend(title="budget")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -121,7 +122,7 @@ def plot_loss_per_budget(runs: list[RunRecord], path: Path, metric: str | None =
     ax.set_title("Scores per budget (line: median; x: failed)")
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -149,7 +150,7 @@ def plot_budget_correlation(runs: list[RunRecord], path: Path, metric: str | Non
     ax.set_title(f"Spearman correlation of {metric_label(metric)} across budgets")
     fig.colorbar(im, ax=ax, shrink=0.8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
 
 

@@ -17,6 +17,9 @@ import urllib.request
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
+
+from harness.atomic import atomic_writer
 
 from .errors import ChecksumError, DataFormatError, DataNotFoundError, DownloadError, UnsafeArchiveError
 
@@ -51,29 +54,37 @@ def download_file(
 ) -> Path:
     """Fetch ``dest`` from the first of ``urls`` that works, verifying ``md5``; return ``dest``.
 
-    The file is written as ``<dest>.part`` and renamed only after the checksum passed, so an
-    interrupted download never leaves a file that looks complete. Mirrors are tried in order.
+    The download streams into a temporary file beside ``dest`` (``harness.atomic.atomic_writer``)
+    and is hashed on the way; it replaces ``dest`` only after the checksum passed, so an interrupted
+    or corrupt download never leaves a file that looks complete. Mirrors are tried in order.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
     failures: list[str] = []
     for url in [urls] if isinstance(urls, str) else list(urls):
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
-                shutil.copyfileobj(response, out, _CHUNK)
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            part.unlink(missing_ok=True)
+            with urllib.request.urlopen(url, timeout=timeout) as response, atomic_writer(dest) as out:
+                actual = _copy_hashed(response, out)
+                if md5 is not None and actual != md5.lower():
+                    raise _ChecksumMismatch(f"checksum mismatch, MD5 {actual}, expected {md5.lower()}")
+        except (urllib.error.URLError, OSError, ValueError, _ChecksumMismatch) as err:
             failures.append(f"{url}: {err}")
             continue
-        actual = None if md5 is None else file_md5(part)
-        if md5 is not None and actual != md5.lower():
-            part.unlink()
-            failures.append(f"{url}: checksum mismatch, MD5 {actual}, expected {md5.lower()}")
-            continue
-        os.replace(part, dest)
         return dest
     raise DownloadError(f"could not download {dest.name} to {dest}; tried:\n  " + "\n  ".join(failures), dest)
+
+
+class _ChecksumMismatch(Exception):
+    """Raised inside the atomic writer so a bad download is discarded and the next mirror tried."""
+
+
+def _copy_hashed(source: IO[bytes], out: IO[bytes]) -> str:
+    """Copy ``source`` to ``out`` in chunks; the hex MD5 of what was copied."""
+    digest = hashlib.md5(usedforsecurity=False)
+    for chunk in iter(lambda: source.read(_CHUNK), b""):
+        digest.update(chunk)
+        out.write(chunk)
+    return digest.hexdigest()
 
 
 def _safe_target(root: Path, member: tarfile.TarInfo, archive: Path) -> Path:
@@ -115,14 +126,8 @@ def extract_tar(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -
                 source = tar.extractfile(member)
                 if source is None:  # pragma: no cover - isfile() members always have data
                     raise DataFormatError(f"{archive}: member {member.name!r} has no data", archive)
-                part = target.with_name(target.name + ".part")
-                try:
-                    with source, open(part, "wb") as out:
-                        shutil.copyfileobj(source, out, _CHUNK)
-                except BaseException:
-                    part.unlink(missing_ok=True)
-                    raise
-                os.replace(part, target)
+                with source, atomic_writer(target) as out:  # a truncated member never lands half-written
+                    shutil.copyfileobj(source, out, _CHUNK)
                 written.append(target)
     except (FileNotFoundError, PermissionError):
         raise
