@@ -213,11 +213,13 @@ def run_specs(
     executor: str = "local",
     scheduler: str | None = None,
     plugins: Plugins = Plugins(),
+    callbacks: Callable[[dict], None] | None = None,
 ) -> list[TrialResult]:
     """Run ``specs``; append every result to ``store`` the moment it arrives. With a store, trials
     save checkpoints in its folder every epoch (and resume from them); a trial's checkpoint goes
     once the trial is stored. A trial id that comes back twice (a batch that Dask reran after its
-    worker died just as it returned) is stored once."""
+    worker died just as it returned) is stored once. ``callbacks`` (``harness.runner.callbacks``)
+    gets each record exactly as stored, after it is stored, here in the study process."""
     specs = list(specs)
     results = []
     folder = checkpoint_folder(store.path.parent) if store is not None else None
@@ -230,12 +232,15 @@ def run_specs(
             if result.spec.trial_id in stored:
                 continue
             stored.add(result.spec.trial_id)
+            record = result.to_record()
             if store is not None:
-                store.append(result)
+                store.append_record(record)
                 discard_stored(folder, stored)
             results.append(result)
             if on_result is not None:
                 on_result(result)
+            if callbacks is not None:
+                callbacks(record)
             failed = sum(r.status == STATUS_FAILED for r in results)
             bar.set_postfix_str(f"failed={failed} last={result.spec.method}/{result.spec.op_set}", refresh=False)
             bar.update(1)

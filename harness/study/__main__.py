@@ -1,5 +1,6 @@
 """``python -m harness.study studies/blur.yaml [--trials N] [--epochs E] [--out DIR] [--workers W] [--batch-size K]``
 ``[--executor local|dask] [--scheduler ADDRESS] [--import MODULE] [--shard I/N] [--device D]``
+``[--optuna-storage URL] [--callback MODULE:FUNCTION]``
 
 Runs every trial of the study that is not in its trial store yet (so a killed study resumes
 where it stopped), appending each result as it arrives, then writes trials.csv, the summary
@@ -14,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from harness.runner.callbacks import CallbackError, resolve_callbacks
 from harness.runner.dask_executor import DaskSetupError
 from harness.runner.executor import EXECUTORS
 from harness.runner.spec import NO_VARIANT
@@ -68,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shard", type=shard_arg, metavar="I/N",
                         help="run shard I of N (1 <= I <= N) of the trials, into its own store file "
                              "(job arrays: --shard $SLURM_ARRAY_TASK_ID/N with --array=1-N)")
+    parser.add_argument("--optuna-storage", metavar="URL",
+                        help="mirror every stored trial into this Optuna storage (a journal file or a database URL "
+                             "such as sqlite:///optuna.db) for a live view: optuna-dashboard URL (docs/live_view.md)")
+    parser.add_argument("--callback", dest="callbacks", action="append", default=[], metavar="MODULE:FUNCTION",
+                        help="call FUNCTION(record) with every trial record once it is stored, e.g. to log it to "
+                             "MLflow (repeatable; docs/live_view.md)")
     return parser
 
 
@@ -119,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run = prepare(args.study, args.out, trials=args.trials, epochs=args.epochs, workers=args.workers,
                       imports=args.imports, shard=args.shard, batch_size=args.batch_size, log=log)
-    except StudyConfigError as exc:
+        callbacks = resolve_callbacks(args.callbacks)
+    except (StudyConfigError, CallbackError) as exc:
         return _error(str(exc), EXIT_BAD_INPUT)
     study, todo = run.study, run.todo(args.retry_failed)
     part = "" if args.shard is None else f" (shard {args.shard[0]}/{args.shard[1]}: {len(run.specs)} trials)"
@@ -142,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         execute(run, executor=args.executor, scheduler=args.scheduler, batch_size=args.batch_size,
                 device=None if args.device == "auto" else args.device, retry_failed=args.retry_failed,
-                report=not args.no_report, progress=not args.quiet, log=log)
+                report=not args.no_report, progress=not args.quiet, log=log, callbacks=callbacks,
+                optuna_storage=args.optuna_storage)
     except KeyboardInterrupt:
         return _error(f"interrupted: finished trials are stored in {run.store.path}; run the same command to "
                       "resume", EXIT_INTERRUPTED)

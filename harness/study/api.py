@@ -6,9 +6,11 @@
 
 It resumes (trials already in the store are skipped), plans batches with the same automatic
 engine as ``run_specs``, stores each trial as it finishes, writes the report at the end, and
-returns the study's trials as a DataFrame (``harness.runner.load_trials``). Errors are raised as
+returns the study's trials as a DataFrame (``harness.runner.load_trials``). ``callbacks`` (callables
+or ``"module:function"`` strings) get every record as it is stored, and ``optuna_storage`` mirrors
+the trials into Optuna for ``optuna-dashboard`` (docs/live_view.md). Errors are raised as
 exceptions (``StudyConfigError``, ``StudyLocked``, ``StoreWriteError``, ``DaskSetupError``,
-``ReportNotWritten``); the
+``ReportNotWritten``, ``CallbackError``); the
 CLI turns them into messages and exit codes.
 """
 
@@ -19,9 +21,11 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from harness.atomic import write_text_atomic
+from harness.runner.callbacks import SafeCallbacks, TrialCallback, resolve_callbacks
 from harness.runner.executor import EXECUTORS, run_specs
 from harness.runner.spec import STATUS_FAILED
 from harness.runner.store import TrialStore, shard_specs
@@ -92,8 +96,10 @@ def batching_plan(study: StudyConfig, batch_size: int | None, log=None) -> list[
 
 def execute(run: StudyRun, *, executor: str = "local", scheduler: str | None = None, batch_size: int | None = None,
             device: str | None = None, retry_failed: bool = False, report: bool = True, progress: bool = True,
-            log=None) -> list:
-    """Run what is left of ``run`` under its lock; store every trial; write the report."""
+            log=None, callbacks: Sequence[TrialCallback] = (), optuna_storage: str | None = None) -> list:
+    """Run what is left of ``run`` under its lock; store every trial; write the report. ``callbacks``
+    get each record once it is stored; ``optuna_storage`` (else the study file's ``mirror:``) gets
+    the stored trials first, then each new one."""
     if executor not in EXECUTORS:
         raise StudyConfigError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     if scheduler and executor != "dask":
@@ -108,11 +114,14 @@ def execute(run: StudyRun, *, executor: str = "local", scheduler: str | None = N
             # LocalCluster) start and each try to; a remote cluster's workers build their own.
             if not available():
                 log(f"  batches without the compiled CNN kernel: {unavailable_reason()}")
+        hooks = SafeCallbacks(_mirror(run, optuna_storage or run.study.optuna_storage, log) + list(callbacks), log)
         write_text_atomic(run.folder / "study.json", json.dumps(_study_record(run.study), indent=2, default=str))
         start = time.perf_counter()
         results = run_specs(todo, workers=run.study.workers, store=run.store, progress=progress,
                             batch_size=batch_size, device=device, executor=executor, scheduler=scheduler,
-                            plugins=run.study.plugins)
+                            plugins=run.study.plugins, callbacks=hooks or None)
+        for line in hooks.summary():
+            log(line)
         n_failed = sum(r.status == STATUS_FAILED for r in results)
         log(f"ran {len(results)} trials in {time.perf_counter() - start:.1f} s ({n_failed} failed)")
         for r in results:
@@ -140,19 +149,23 @@ def execute(run: StudyRun, *, executor: str = "local", scheduler: str | None = N
 def run_study(study, out: str | os.PathLike = "results", *, executor: str = "local", scheduler: str | None = None,
               workers: int | None = None, trials: int | None = None, epochs: int | None = None,
               batch_size: int | None = None, device: str = "auto", imports=(), shard: tuple[int, int] | None = None,
-              retry_failed: bool = False, report: bool = True, progress: bool = True, verbose: bool = True):
+              retry_failed: bool = False, report: bool = True, progress: bool = True, verbose: bool = True,
+              callbacks=(), optuna_storage: str | None = None):
     """Run (or resume) ``study`` (a YAML path or a mapping); return its trials as a DataFrame.
 
     ``workers``/``trials``/``epochs`` override the file; ``device`` is cpu, cuda, cuda:N or auto;
-    ``imports`` are plugin modules or ``.py`` files; ``shard`` (i, N) runs that part only."""
+    ``imports`` are plugin modules or ``.py`` files; ``shard`` (i, N) runs that part only;
+    ``callbacks`` are called with each stored record; ``optuna_storage`` is a journal file or a
+    database URL to mirror the trials into (overrides the file's ``mirror:``)."""
     log = log_stderr if verbose else None
     run = prepare(study, out, trials=trials, epochs=epochs, workers=workers, imports=imports, shard=shard,
                   batch_size=batch_size, log=log)
+    hooks = resolve_callbacks(callbacks)
     for warning in row_warnings(run.study) if log else ():
         log(f"warning: {warning}")
     execute(run, executor=executor, scheduler=scheduler, batch_size=batch_size,
             device=None if device == "auto" else device, retry_failed=retry_failed, report=report,
-            progress=progress, log=log)
+            progress=progress, log=log, callbacks=hooks, optuna_storage=optuna_storage)
     frame = run.store.dataframe()
     wanted = {s.trial_id for s in run.study.specs()}
     return frame[frame["trial_id"].isin(wanted)].reset_index(drop=True) if len(frame) else frame
@@ -161,6 +174,21 @@ def run_study(study, out: str | os.PathLike = "results", *, executor: str = "loc
 def log_stderr(message: str) -> None:
     """The CLI's and ``run_study``'s progress log."""
     print(message, file=sys.stderr)
+
+
+def _mirror(run: StudyRun, url: str | None, log) -> list[TrialCallback]:
+    """The Optuna mirror as a callback (none without a URL), holding the trials stored so far: a
+    shard's own trials only, so shards that share a mirror never add each other's twice."""
+    if not url:
+        return []
+    from harness.study.optuna_mirror import OptunaMirror, shown
+
+    stored = run.store.records()
+    if run.store.shard is not None:
+        mine = {s.trial_id for s in run.specs}
+        stored = [r for r in stored if r["trial_id"] in mine]
+    log(f"mirroring trials into {shown(url)} ({len(stored)} stored so far; view: optuna-dashboard {shown(url)})")
+    return [OptunaMirror(url, run.study.name, [row.spec for row in run.study.rows], stored, log)]
 
 
 def _study_record(study: StudyConfig) -> dict:

@@ -8,6 +8,7 @@
     defaults: {dataset: blur, space: sequential, hp_set: H1}
     options: {problem: {noise_std: 0.1}}      # optional option groups: problem, ops, space, method
     imports: [mypkg.methods, my_method.py]     # optional plugins (harness.runner.plugins)
+    mirror: {optuna_storage: blur.optuna.log}  # optional live view (docs/live_view.md)
     rows:                            # a list value in a row expands as a Cartesian product;
                                      # hp_set: method-default = each method's own default set
       - {op_set: good, method: [lg-only, nets-only, das, random, random-search]}
@@ -80,6 +81,12 @@ class RowEntry(_Strict):
     trials: Trials | None = None
 
 
+class MirrorEntry(_Strict):
+    """``mirror:``: where the study's trials are mirrored for a live view (``--optuna-storage``)."""
+
+    optuna_storage: Annotated[str, StringConstraints(min_length=1)]
+
+
 class StudyFile(_Strict):
     """A study file as written."""
 
@@ -92,6 +99,7 @@ class StudyFile(_Strict):
     defaults: RowEntry = RowEntry()
     options: dict[str, dict[str, Any] | None] = {}
     imports: list[str] = []
+    mirror: MirrorEntry | None = None
     rows: Annotated[list[RowEntry], Field(min_length=1)]
 
 
@@ -114,6 +122,7 @@ class StudyConfig:
     description: str = ""
     source: str = ""
     plugins: Plugins = Plugins()  # every worker imports these before it runs a trial
+    optuna_storage: str = ""  # mirror: the Optuna storage URL of the live view ("" = none)
 
     def specs(self) -> list[TrialSpec]:
         """All trials, seed-major so a partial run covers every row evenly."""
@@ -201,6 +210,7 @@ def parse_study(data, source: str = "<study>", overrides: dict | None = None,
         name=study.name or Path(source).stem, rows=rows, trials=trials, epochs=epochs,
         workers=overrides.get("workers", study.workers), seed_offset=study.seed_offset,
         description=study.description, source=source, plugins=plugins,
+        optuna_storage=study.mirror.optuna_storage if study.mirror else "",
     )
     _check_rows_build(config)
     return config
