@@ -1,4 +1,5 @@
-"""Hyperparameter tuning of DAS training ([001] section 5.1, App. B Table 7) with BOHB.
+"""Hyperparameter tuning of DAS training ([001] section 5.1, App. B Table 7): BOHB (hpbandster, the
+paper's tuner), SMAC3's multi-fidelity facade or Optuna (TPE + Hyperband pruner), ``--backend``.
 
 ``python -m harness.tune studies/tune_blur.yaml`` runs it (see docs/tuning.md). The pieces:
 
@@ -8,6 +9,9 @@
 * ``tuner``: the backend-neutral interface (``Tuner``, ``Budgets``, ``RunRecord``, ``TuneResult``).
 * ``bohb``: the hpbandster backend; ``hpbandster_compat`` keeps hpbandster 0.7.4 working with
   ConfigSpace 1.x and numpy 2.
+* ``smac_backend``, ``optuna_backend``: the maintained backends, same budgets and outputs;
+  ``runlog`` writes every backend's evaluations in one log format; ``pyro_hmac`` signs hpbandster's
+  Pyro4 traffic.
 * ``dask_workers``: ``--executor dask``: hpbandster worker threads here whose evaluations run as
   Dask tasks on a cluster.
 """

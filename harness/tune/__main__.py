@@ -1,8 +1,9 @@
 """``python -m harness.tune studies/tune_blur.yaml [--iterations N] [--workers W] [--out DIR] ...``
-``[--executor local|dask] [--scheduler ADDRESS]``
+``[--backend hpbandster|smac|optuna] [--executor local|dask] [--scheduler ADDRESS]``
 
-Tunes the DAS training hyperparameters of [001] Table 7 with BOHB and writes into
-``<out>/<name>/``: hpbandster's live logs (configs.json, results.json), the trials of every
+Tunes the DAS training hyperparameters of [001] Table 7 with BOHB (hpbandster, as in the paper), SMAC3's
+multi-fidelity facade or Optuna (TPE + Hyperband pruner) and writes into
+``<out>/<name>/``: the live logs in hpbandster's format (configs.json, results.json), the trials of every
 evaluation (trials.jsonl, trials.csv), runs.csv, best_hyperparameters.json (usable as
 ``hp_set: tuned:<out>/<name>`` in a study file) and diagnostic plots (PNG).
 """
@@ -21,7 +22,8 @@ from harness.atomic import write_text_atomic
 from harness.runner.dask_executor import DaskSetupError
 from harness.runner.executor import EXECUTORS
 from harness.tune import hpbandster_compat  # noqa: F401  (before anything is sent over Pyro4)
-from harness.tune.config import TuneConfig, TuneConfigError, load_tune
+from harness.tune.config import BACKENDS, TuneConfig, TuneConfigError, load_tune
+from harness.tune.runlog import BackendUnavailable, integer_eta, require_backend
 from harness.tune.tuner import Budgets, RunRecord, TuneResult
 
 
@@ -43,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-budget", type=float, help="largest budget (training epochs)")
     p.add_argument("--eta", type=float, help="hyperband's eta (>= 2)")
     p.add_argument("--seed", type=int, help="optimizer seed")
+    p.add_argument(
+        "--backend",
+        help=f"optimizer: {', '.join(BACKENDS)} (default: the tuning file's backend:, else hpbandster); "
+        "smac and optuna need an integer eta and cannot --resume",
+    )
     p.add_argument("--out", default="results", help="results root folder (default: results/)")
     p.add_argument(
         "--resume",
@@ -92,6 +99,10 @@ def apply_args(config: TuneConfig, args: argparse.Namespace) -> TuneConfig:
             if not math.isfinite(value) or value <= 0:
                 raise TuneConfigError(f"--{key.replace('_', '-')} must be a positive number, got {value}")
             overrides[key] = float(value)
+    if args.backend is not None:
+        if args.backend not in BACKENDS:
+            raise TuneConfigError(f"unknown --backend {args.backend!r}; choose one of {', '.join(BACKENDS)}")
+        overrides["backend"] = args.backend
     if args.remote_workers < 0:
         raise TuneConfigError(f"--remote-workers must be >= 0, got {args.remote_workers}")
     if not 0 <= args.port < 65536:
@@ -99,8 +110,19 @@ def apply_args(config: TuneConfig, args: argparse.Namespace) -> TuneConfig:
     config = dataclasses.replace(config, **overrides)
     try:
         config.budgets  # noqa: B018  (validates min/max/eta)
+        if config.backend != "hpbandster":
+            integer_eta(config.eta, config.backend)
     except ValueError as exc:
         raise TuneConfigError(str(exc)) from None
+    if config.backend != "hpbandster":
+        pyro_only = [flag for flag, used in (
+            ("--resume", args.resume), ("--remote-workers", args.remote_workers), ("--port", args.port),
+            ("--host", args.host != "127.0.0.1")) if used]
+        if pyro_only:
+            raise TuneConfigError(
+                f"{', '.join(pyro_only)}: only for --backend hpbandster (with {config.backend}, run evaluations "
+                "elsewhere with --executor dask --scheduler ADDRESS)"
+            )
     return config
 
 
@@ -110,13 +132,15 @@ def describe_plan(config: TuneConfig, done: int, todo: int, remote_workers: int 
 
     rungs = ", ".join(f"{r:.4g} ({budget_to_epochs(r)} ep)" for r in b.rungs())
     t = config.task
+    cap = " (optuna: at most that many trial-epochs)" if config.backend == "optuna" else ""
     return (
-        f"tune {config.name}: {t.dataset}/{t.space}/{t.op_set}/{t.method}, objective {config.objective} "
+        f"tune {config.name} with {config.backend}: {t.dataset}/{t.space}/{t.op_set}/{t.method}, "
+        f"objective {config.objective} "
         f"over seeds {config.trial_seeds}"
         + (f" (quantile {config.quantile})" if config.objective == "robust" else "")
         + f"\n  budgets (epochs): {rungs}; eta {b.eta:g}"
         + f"\n  iterations: {done} logged, {todo} to run = {b.n_evaluations(todo, done)} evaluations, "
-        f"{b.total_budget(todo, done) * len(config.trial_seeds):.0f} trial-epochs; "
+        f"{b.total_budget(todo, done) * len(config.trial_seeds):.0f} trial-epochs{cap}; "
         + (where or f"{config.workers} local worker(s)")
         + (f" + {remote_workers} remote" if remote_workers else "")
     )
@@ -193,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         config = apply_args(load_tune(args.tune), args)
-    except TuneConfigError as exc:
+        require_backend(config.backend)
+    except (TuneConfigError, BackendUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     folder = Path(args.out) / config.name
@@ -207,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     done = logged_iterations(folder) if args.resume else 0
     todo = max(0, config.iterations - done)
     where = None
-    if args.executor == "dask":
+    if args.executor == "dask" or (config.backend == "optuna" and config.workers > 1):
         local = f"a local Dask cluster of {config.workers} process(es)"
         where = f"the Dask cluster at {args.scheduler}" if args.scheduler else local
     print(describe_plan(config, done, todo, args.remote_workers, where), file=sys.stderr)
@@ -243,6 +268,17 @@ def _tune(config: TuneConfig, folder: Path, args, done: int, todo: int) -> int:
             return 0
         print("all iterations are logged already; rewriting the summary", file=sys.stderr)
         return finish(config, folder, TuneResult.from_runs(load_runs(folder), config.budgets.rungs()))
+    if config.backend != "hpbandster":
+        from harness.tune.backends_cli import run_backend
+
+        return run_backend(config, folder, args, todo, Progress, finish)
+    from harness.tune.pyro_hmac import master_key
+
+    with master_key():  # every Pyro4 message is signed; local worker processes get the key from the environment
+        return _tune_hpbandster(config, folder, args, done, todo)
+
+
+def _tune_hpbandster(config: TuneConfig, folder: Path, args, done: int, todo: int) -> int:
     if args.executor == "dask":
         from harness.tune.dask_workers import DaskCluster
 
@@ -255,14 +291,18 @@ def _tune(config: TuneConfig, folder: Path, args, done: int, todo: int) -> int:
 
 def _optimize(config: TuneConfig, folder: Path, args, done: int, todo: int, objective, workers: int) -> int:
     """Run BOHB with ``workers`` workers evaluating ``objective``, then write the summary."""
+    from harness.tune import pyro_hmac
     from harness.tune.bohb import HpBandSterTuner, load_runs
+
+    key = (pyro_hmac.active_key() or b"").decode()
 
     def announce(host: str, port: int, offset: int) -> None:
         if args.remote_workers or args.host != "127.0.0.1":
             print(
                 f"name server at {host}:{port}; attach workers with\n"
                 f"  python -m harness.tune.worker {args.tune} --nameserver {host} --port {port} "
-                f"--run-id {config.name} --host <this worker's address>",
+                f"--run-id {config.name} --host <this worker's address> --hmac-key {key}\n"
+                f"(or set {pyro_hmac.ENV_VAR}={key} instead of --hmac-key; keep the key private)",
                 file=sys.stderr,
             )
 

@@ -259,20 +259,9 @@ def _make_worker_class():
             self.failure_loss = failure_loss
 
         def compute(self, config_id, config, budget, working_directory, **_: Any) -> dict:
-            try:
-                ev = self.objective(compat.to_builtin(config), float(budget))
-                info = {**ev.info, "status": ev.status, "records": ev.records}
-                return compat.json_safe({"loss": float(ev.loss), "info": info})
-            except Exception as exc:  # noqa: BLE001  (a finite loss keeps BOHB's model usable)
-                last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-                return {
-                    "loss": self.failure_loss,
-                    "info": {
-                        "status": "failed",
-                        "failure_reasons": [f"objective raised: {last}"],
-                        "traceback": traceback.format_exc(limit=8),
-                    },
-                }
+            from harness.tune.runlog import evaluate_safely  # a finite loss keeps BOHB's model usable
+
+            return evaluate_safely(self.objective, config, budget, self.failure_loss)
 
     return ObjectiveWorker
 

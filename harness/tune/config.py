@@ -16,6 +16,7 @@ max_budget: 50
 eta: 3
 workers: 1
 seed: 0                          # seeds the optimizer
+backend: hpbandster              # hpbandster (the paper's BOHB) | smac | optuna
 options: {problem: {samples_per_evaluation: 256}}   # option groups for every trial
 """
 
@@ -37,7 +38,7 @@ from harness.tune.space import TABLE7, build_space
 from harness.tune.tuner import Budgets
 from harness.yaml_files import read_yaml
 
-BACKENDS = ("hpbandster",)
+BACKENDS = ("hpbandster", "smac", "optuna")  # harness.tune.runlog.BACKENDS: what each needs
 TOP_KEYS = {
     "name",
     "description",

@@ -27,7 +27,11 @@ import warnings
 from typing import Any
 
 import numpy as np
-import serpent
+
+try:
+    import serpent
+except ImportError:  # only hpbandster's Pyro4 needs it; the smac and optuna backends run without
+    serpent = None
 
 # hpbandster calls ConfigSpace methods that 1.x deprecates; the warnings are noise to users.
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"hpbandster(\.|$)")
@@ -43,7 +47,9 @@ def _serialize_numpy_scalar(obj: np.generic, serializer: serpent.Serializer, out
 
 
 def install() -> None:
-    """Register the serpent fix (idempotent; runs on import)."""
+    """Register the serpent fix (idempotent; runs on import; nothing to fix without serpent)."""
+    if serpent is None:
+        return
     serpent.register_class(np.generic, _serialize_numpy_scalar)
 
 

@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from harness.atomic import write_text_atomic
+from harness.atomic import write_csv_atomic, write_text_atomic
 from harness.methods.hyperparams import TUNED_FILE, resolve_hp_set
 from harness.tune.hpbandster_compat import json_safe
 from harness.tune.space import split_config
@@ -56,6 +56,7 @@ def best_hyperparameters(result: TuneResult, config) -> dict | None:
             "budgets": result.budgets,
             "source": config.source,
             "name": config.name,
+            "backend": getattr(config, "backend", "hpbandster"),
             "written_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
     )
@@ -91,5 +92,4 @@ def write_runs_csv(result: TuneResult, folder: str | Path) -> Path:
             }
         )
     path = Path(folder) / RUNS_CSV
-    pd.DataFrame(rows).to_csv(path, index=False)
-    return path
+    return write_csv_atomic(path, pd.DataFrame(rows))

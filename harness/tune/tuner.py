@@ -1,8 +1,8 @@
 """The optimizer interface, backend-neutral: budgets, evaluated runs and the tuning result.
 
-A backend (hpbandster's BOHB now; e.g. Optuna's TPE with a Hyperband pruner later) implements
-``Tuner.optimize`` and reports every evaluation as a ``RunRecord``; everything downstream (the
-incumbent, ``best_hyperparameters.json``, the plots) reads only these types.
+A backend (hpbandster's BOHB in ``bohb``, SMAC3 in ``smac_backend``, Optuna in ``optuna_backend``)
+implements ``Tuner.optimize`` and reports every evaluation as a ``RunRecord``; everything downstream
+(the incumbent, ``best_hyperparameters.json``, the plots) reads only these types.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Evaluates configurations for a master started with ``python -m harness.tune <tun
 (which also starts its local worker processes with this command). Give it the same tuning
 file as the master: the file defines the objective; the master only sends configurations and
 budgets. On another machine, pass ``--host`` with an address of this machine that the master
-can reach (docs/tuning.md). The worker exits when the master shuts it down, or after
+can reach (docs/tuning.md), and the master's Pyro4 HMAC key (``--hmac-key KEY``, printed by the
+master, or the environment variable ``HARNESS_PYRO_HMAC_KEY``). The worker exits when the master shuts it down, or after
 ``--idle-timeout`` seconds without a job.
 """
 
@@ -15,7 +16,10 @@ import socket
 import sys
 from pathlib import Path
 
-from harness.tune import hpbandster_compat  # noqa: F401  (before anything is sent over Pyro4)
+from harness.tune import (
+    hpbandster_compat,  # noqa: F401  (before anything is sent over Pyro4)
+    pyro_hmac,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", help="address of this machine that the master can reach (default: localhost)"
     )
     parser.add_argument("--worker-id", default=None, help="distinguishes workers in one process/host")
+    parser.add_argument(
+        "--hmac-key",
+        help="the master's Pyro4 HMAC key (printed by the master; default: $HARNESS_PYRO_HMAC_KEY)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads per trial (default 1)")
     parser.add_argument("--idle-timeout", type=float, default=None, help="exit after this many idle seconds")
     return parser
@@ -51,6 +59,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     run_id = args.run_id or config.name
+    key = pyro_hmac.key_from(args.hmac_key)
+    if key is None:
+        print(
+            f"error: no HMAC key: pass --hmac-key KEY (printed by the master) or set {pyro_hmac.ENV_VAR}",
+            file=sys.stderr,
+        )
+        return 2
+    pyro_hmac.install(key)
     objective = config.make_objective(threads=args.threads)
     worker = make_worker(
         objective,
@@ -83,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         worker.run(background=False)
     except RuntimeError as exc:  # hpbandster's "No nameserver found ..."
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc} (or the HMAC key differs from the master's)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
