@@ -6,8 +6,8 @@ the workers, which import harness afresh. Three ways to name plugins, all merged
 
 * ``imports: [mypkg.methods, plugins/my_method.py]`` in a study file;
 * ``--import mypkg.methods`` (repeatable) on the command line;
-* the entry-point group ``harness.plugins`` of an installed package (``[options.entry_points]
-  harness.plugins = mine = mypkg.methods``): loaded everywhere, without being named.
+* the entry-point group ``harness.plugins`` of an installed package (in its pyproject.toml:
+  ``[project.entry-points."harness.plugins"]`` with ``mine = "mypkg.methods"``): loaded everywhere, without being named.
 
 A name is a dotted module path or a ``.py`` file. Workers get the folder each plugin was imported
 from, so a module found via the study's working directory is found there too.
