@@ -21,6 +21,8 @@ import pytest
 
 pytest.importorskip("ConfigSpace")
 
+from test_tune import TINY as TUNE_TINY  # noqa: E402  (the tiny tuning file)
+
 from harness.runner.spec import STATUS_OK, TrialResult  # noqa: E402
 from harness.tune import TABLE7, Budgets, TrialObjective  # noqa: E402
 from harness.tune.__main__ import main  # noqa: E402
@@ -29,20 +31,7 @@ from harness.tune.config import TuneConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]), "OMP_NUM_THREADS": "1"}
-TINY = {
-    "name": "tiny",
-    "dataset": "blur",
-    "space": "sequential",
-    "op_set": "all",
-    "method": "das",
-    "objective": "architecture",
-    "iterations": 2,
-    "min_budget": 1,
-    "max_budget": 9,
-    "eta": 3,
-    "seed": 0,
-    "options": {"problem": {"samples_per_evaluation": 256}, "ops": {"channels": 4}},
-}
+TINY = {**TUNE_TINY, "max_budget": 9}  # three rungs (1, 3, 9 epochs) for the brackets
 BUDGETS = Budgets(1, 9, 3)
 BOUNDS = {p.name: p for p in TABLE7}
 
