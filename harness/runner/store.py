@@ -147,6 +147,26 @@ class TrialStore:
                     latest[tid], source[tid] = record, path
         return list(latest.values())
 
+    def adopt(self, source: str | os.PathLike, wanted: set[str]) -> int:
+        """Copy the finished trials of another study folder whose ids are in ``wanted`` and not
+        finished here; return how many. A trial id is the whole trial (row identity, seed, epochs),
+        and a trial gives the same record wherever it runs on this machine, batch mates included
+        (docs/engine.md), so a trial two studies share is computed once. Each copy is marked
+        ``extra.reused_from``; failed trials are not copied (they run again here). Call it under
+        this store's lock."""
+        source = Path(source)
+        if not any(TrialStore(source).files()):
+            raise FileNotFoundError(f"{source}: no trial store ({TRIALS_FILE}) to reuse trials from")
+        done = self.finished_ids()
+        adopted = 0
+        for record in TrialStore(source).records():
+            if record["status"] != STATUS_OK or record["trial_id"] not in wanted or record["trial_id"] in done:
+                continue
+            self.append_record({**record, "extra": {**(record.get("extra") or {}), "reused_from": str(source)}})
+            done.add(record["trial_id"])
+            adopted += 1
+        return adopted
+
     def damage_note(self) -> str:
         """One sentence about skipped lines for CLIs and reports ('' when the file is clean)."""
         if not self.damaged:

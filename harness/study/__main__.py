@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--callback", dest="callbacks", action="append", default=[], metavar="MODULE:FUNCTION",
                         help="call FUNCTION(record) with every trial record once it is stored, e.g. to log it to "
                              "MLflow (repeatable; docs/live_view.md)")
+    parser.add_argument("--reuse", action="append", default=[], metavar="FOLDER",
+                        help="copy the finished trials of another study folder that this study also defines "
+                             "(same trial ids) instead of computing them again (repeatable)")
     return parser
 
 
@@ -152,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         execute(run, executor=args.executor, scheduler=args.scheduler, batch_size=args.batch_size,
                 device=None if args.device == "auto" else args.device, retry_failed=args.retry_failed,
                 report=not args.no_report, progress=not args.quiet, log=log, callbacks=callbacks,
-                optuna_storage=args.optuna_storage)
+                optuna_storage=args.optuna_storage, reuse=args.reuse)
     except KeyboardInterrupt:
         return _error(f"interrupted: finished trials are stored in {run.store.path}; run the same command to "
                       "resume", EXIT_INTERRUPTED)

@@ -96,16 +96,26 @@ def batching_plan(study: StudyConfig, batch_size: int | None, log=None) -> list[
 
 def execute(run: StudyRun, *, executor: str = "local", scheduler: str | None = None, batch_size: int | None = None,
             device: str | None = None, retry_failed: bool = False, report: bool = True, progress: bool = True,
-            log=None, callbacks: Sequence[TrialCallback] = (), optuna_storage: str | None = None) -> list:
+            log=None, callbacks: Sequence[TrialCallback] = (), optuna_storage: str | None = None,
+            reuse: Sequence[str | os.PathLike] = ()) -> list:
     """Run what is left of ``run`` under its lock; store every trial; write the report. ``callbacks``
     get each record once it is stored; ``optuna_storage`` (else the study file's ``mirror:``) gets
-    the stored trials first, then each new one."""
+    the stored trials first, then each new one; ``reuse``: study folders whose finished trials of
+    this run are copied instead of computed again (``TrialStore.adopt``)."""
     if executor not in EXECUTORS:
         raise StudyConfigError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     if scheduler and executor != "dask":
         raise StudyConfigError("a scheduler address needs the Dask executor (--executor dask)")
     log = log or (lambda message: None)
     with run.store.lock():
+        wanted = {s.trial_id for s in run.specs}
+        for source in reuse:
+            try:
+                adopted = run.store.adopt(source, wanted)
+            except FileNotFoundError as exc:
+                raise StudyConfigError(f"--reuse {exc}") from None
+            if adopted:
+                log(f"  reused {adopted} finished trial(s) of {source} (same trial ids)")
         todo = run.todo(retry_failed)  # under the lock: another run may have stored trials since
         if any(not reason for reason in run.plan) and todo and not scheduler:
             from harness.spaces.kernels.fused_cnn import available, unavailable_reason
@@ -150,13 +160,14 @@ def run_study(study, out: str | os.PathLike = "results", *, executor: str = "loc
               workers: int | None = None, trials: int | None = None, epochs: int | None = None,
               batch_size: int | None = None, device: str = "auto", imports=(), shard: tuple[int, int] | None = None,
               retry_failed: bool = False, report: bool = True, progress: bool = True, verbose: bool = True,
-              callbacks=(), optuna_storage: str | None = None):
+              callbacks=(), optuna_storage: str | None = None, reuse=()):
     """Run (or resume) ``study`` (a YAML path or a mapping); return its trials as a DataFrame.
 
     ``workers``/``trials``/``epochs`` override the file; ``device`` is cpu, cuda, cuda:N or auto;
     ``imports`` are plugin modules or ``.py`` files; ``shard`` (i, N) runs that part only;
     ``callbacks`` are called with each stored record; ``optuna_storage`` is a journal file or a
-    database URL to mirror the trials into (overrides the file's ``mirror:``)."""
+    database URL to mirror the trials into (overrides the file's ``mirror:``); ``reuse`` are study
+    folders whose finished trials of this study are copied, not recomputed."""
     log = log_stderr if verbose else None
     run = prepare(study, out, trials=trials, epochs=epochs, workers=workers, imports=imports, shard=shard,
                   batch_size=batch_size, log=log)
@@ -165,7 +176,7 @@ def run_study(study, out: str | os.PathLike = "results", *, executor: str = "loc
         log(f"warning: {warning}")
     execute(run, executor=executor, scheduler=scheduler, batch_size=batch_size,
             device=None if device == "auto" else device, retry_failed=retry_failed, report=report,
-            progress=progress, log=log, callbacks=hooks, optuna_storage=optuna_storage)
+            progress=progress, log=log, callbacks=hooks, optuna_storage=optuna_storage, reuse=reuse)
     frame = run.store.dataframe()
     wanted = {s.trial_id for s in run.study.specs()}
     return frame[frame["trial_id"].isin(wanted)].reset_index(drop=True) if len(frame) else frame

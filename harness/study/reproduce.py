@@ -1,7 +1,8 @@
 """``python -m harness.study.reproduce [--list] [--only NAME ...] [--index-only] [--out results]``
 
 Regenerates the reference runs of [001] (and the issue-12 CIFAR proxy) one study after another,
-each resumable from its trial store (a killed or partial run continues where it stopped), then
+each resumable from its trial store (a killed or partial run continues where it stopped; a trial
+another reference run already holds is copied from there, ``--reuse``), then
 writes ``<out>/index.md``: one line per reference run with its progress (trials stored of the
 study's, failed), the paper table it reproduces and links to its summary (ours beside the
 paper's numbers) and HTML report. ``--index-only`` rewrites the index without running anything.
@@ -88,13 +89,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{ref.name:30s} {stored:5d} / {wanted:5d} trials ({failed} failed)  {ref.reproduces}")
         return 0
     if not args.index_only:
+        from harness.runner.store import TrialStore
         from harness.study.__main__ import main as study_main
 
         for ref in REFERENCES:
             if args.only and ref.name not in args.only:
                 continue
             print(f"== {ref.name}: {ref.reproduces}", file=sys.stderr)
-            code = study_main([str(REPO / ref.study), "--out", str(out), *ref.extra_args])
+            # A trial that another reference run already holds (the same trial id: e.g. DAS under
+            # BOHB-one-shot-Blur in das_single and hyperparameters_blur) is copied, not recomputed.
+            reuse = [a for r in REFERENCES if r.name != ref.name and TrialStore(out / r.name).files()
+                     for a in ("--reuse", str(out / r.name))]
+            code = study_main([str(REPO / ref.study), "--out", str(out), *ref.extra_args, *reuse])
             if code:
                 print(f"stopped: {ref.name} exited with {code}; rerun to resume", file=sys.stderr)
                 write_index(out)
