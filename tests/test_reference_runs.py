@@ -28,10 +28,10 @@ REFERENCE_RUNS = {
     "cifar_proxy": ("studies/cifar_proxy.yaml", {}),
     "hyperparameters_blur": ("studies/hyperparameters_blur.yaml", {}),
     "hyperparameters_downsampling": ("studies/hyperparameters_downsampling.yaml", {}),
+    "das_single": ("studies/das_single.yaml", {}),
 }
 # Reference runs committed part-way (resumed across sessions): every stored trial is one the study
 # file still produces, so the same command continues them.
-# Reference runs that span sessions: committed partial stores, resumed by the same command.
 IN_PROGRESS: dict[str, str] = {}
 
 
