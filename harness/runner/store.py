@@ -155,11 +155,12 @@ class TrialStore:
         ``extra.reused_from``; failed trials are not copied (they run again here). Call it under
         this store's lock."""
         source = Path(source)
-        if not any(TrialStore(source).files()):
+        other = TrialStore(source)
+        if not other.files():
             raise FileNotFoundError(f"{source}: no trial store ({TRIALS_FILE}) to reuse trials from")
         done = self.finished_ids()
         adopted = 0
-        for record in TrialStore(source).records():
+        for record in other.records():
             if record["status"] != STATUS_OK or record["trial_id"] not in wanted or record["trial_id"] in done:
                 continue
             self.append_record({**record, "extra": {**(record.get("extra") or {}), "reused_from": str(source)}})

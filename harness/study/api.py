@@ -17,14 +17,13 @@ CLI turns them into messages and exit codes.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.atomic import write_text_atomic
+from harness.atomic import write_json_atomic
 from harness.runner.callbacks import SafeCallbacks, TrialCallback, resolve_callbacks
 from harness.runner.executor import EXECUTORS, run_specs
 from harness.runner.spec import STATUS_FAILED
@@ -46,6 +45,10 @@ class StudyRun:
     store: TrialStore
     specs: list  # this run's trials (a shard's part, or all)
     plan: list[str]  # per row, why its trials run one at a time ("" when batched)
+
+    @property
+    def trial_ids(self) -> set[str]:
+        return {s.trial_id for s in self.specs}
 
     def todo(self, retry_failed: bool = False) -> list:
         done = self.store.finished_ids(retry_failed=retry_failed)
@@ -108,10 +111,9 @@ def execute(run: StudyRun, *, executor: str = "local", scheduler: str | None = N
         raise StudyConfigError("a scheduler address needs the Dask executor (--executor dask)")
     log = log or (lambda message: None)
     with run.store.lock():
-        wanted = {s.trial_id for s in run.specs}
         for source in reuse:
             try:
-                adopted = run.store.adopt(source, wanted)
+                adopted = run.store.adopt(source, run.trial_ids)
             except FileNotFoundError as exc:
                 raise StudyConfigError(f"--reuse {exc}") from None
             if adopted:
@@ -125,7 +127,7 @@ def execute(run: StudyRun, *, executor: str = "local", scheduler: str | None = N
             if not available():
                 log(f"  batches without the compiled CNN kernel: {unavailable_reason()}")
         hooks = SafeCallbacks(_mirror(run, optuna_storage or run.study.optuna_storage, log) + list(callbacks), log)
-        write_text_atomic(run.folder / "study.json", json.dumps(_study_record(run.study), indent=2, default=str))
+        write_json_atomic(run.folder / "study.json", _study_record(run.study), default=str)
         start = time.perf_counter()
         results = run_specs(todo, workers=run.study.workers, store=run.store, progress=progress,
                             batch_size=batch_size, device=device, executor=executor, scheduler=scheduler,
@@ -196,7 +198,7 @@ def _mirror(run: StudyRun, url: str | None, log) -> list[TrialCallback]:
 
     stored = run.store.records()
     if run.store.shard is not None:
-        mine = {s.trial_id for s in run.specs}
+        mine = run.trial_ids
         stored = [r for r in stored if r["trial_id"] in mine]
     log(f"mirroring trials into {shown(url)} ({len(stored)} stored so far; view: optuna-dashboard {shown(url)})")
     return [OptunaMirror(url, run.study.name, [row.spec for row in run.study.rows], stored, log)]

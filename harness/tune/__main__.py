@@ -18,10 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-from harness.atomic import write_text_atomic
+from harness.atomic import write_json_atomic
 from harness.runner.dask_executor import DaskSetupError
 from harness.runner.executor import EXECUTORS
 from harness.tune import hpbandster_compat  # noqa: F401  (before anything is sent over Pyro4)
+from harness.tune.backends_cli import uses_dask
 from harness.tune.config import BACKENDS, TuneConfig, TuneConfigError, load_tune
 from harness.tune.runlog import BackendUnavailable, integer_eta, require_backend
 from harness.tune.tuner import Budgets, RunRecord, TuneResult
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     done = logged_iterations(folder) if args.resume else 0
     todo = max(0, config.iterations - done)
     where = None
-    if args.executor == "dask" or (config.backend == "optuna" and config.workers > 1):
+    if uses_dask(config, args):
         local = f"a local Dask cluster of {config.workers} process(es)"
         where = f"the Dask cluster at {args.scheduler}" if args.scheduler else local
     print(describe_plan(config, done, todo, args.remote_workers, where), file=sys.stderr)
@@ -254,13 +255,10 @@ def main(argv: list[str] | None = None) -> int:
 def _tune(config: TuneConfig, folder: Path, args, done: int, todo: int) -> int:
     from harness.tune.bohb import load_runs
 
-    write_text_atomic(
+    write_json_atomic(
         folder / "tune.json",
-        json.dumps(
-            {"config": config.to_dict(), "argv": sys.argv, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
-            indent=2,
-            default=str,
-        ),
+        {"config": config.to_dict(), "argv": sys.argv, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
+        default=str,
     )
     if todo == 0:
         if not done:

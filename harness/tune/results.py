@@ -7,11 +7,10 @@ untuned fields included) plus metadata on where it came from.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-from harness.atomic import write_csv_atomic, write_text_atomic
+from harness.atomic import write_csv_atomic, write_json_atomic
 from harness.methods.hyperparams import TUNED_FILE, resolve_hp_set
 from harness.tune.hpbandster_compat import json_safe
 from harness.tune.space import split_config
@@ -67,7 +66,7 @@ def write_best(result: TuneResult, config, folder: str | Path) -> Path | None:
     if data is None:
         return None
     # atomic: a study reading it never sees half a file
-    return write_text_atomic(Path(folder) / TUNED_FILE, json.dumps(data, indent=2, allow_nan=False) + "\n")
+    return write_json_atomic(Path(folder) / TUNED_FILE, data, allow_nan=False)
 
 
 def write_runs_csv(result: TuneResult, folder: str | Path) -> Path:
