@@ -29,10 +29,11 @@ REFERENCE_RUNS = {
     "hyperparameters_blur": ("studies/hyperparameters_blur.yaml", {}),
     "hyperparameters_downsampling": ("studies/hyperparameters_downsampling.yaml", {}),
     "das_single": ("studies/das_single.yaml", {}),
+    "nonsequential": ("studies/nonsequential.yaml", {}),
 }
 # Reference runs committed part-way (resumed across sessions): every stored trial is one the study
 # file still produces, so the same command continues them.
-IN_PROGRESS: dict[str, str] = {"nonsequential": "studies/nonsequential.yaml"}
+IN_PROGRESS: dict[str, str] = {"nonsequential_hyperparameters": "studies/nonsequential_hyperparameters.yaml"}
 
 
 @pytest.mark.parametrize("folder", sorted(REFERENCE_RUNS))
