@@ -1,8 +1,10 @@
 """DAS-single's pre-trained ops and DARTS+PT's discretization on the trial axis: each trial of a
 K = 3 batch gives what it gives alone (K = 1).
 
-DAS-single pre-trains every trial alone, so its candidates are the lone trial's bit for bit; the
-search over frozen weights then agrees to float rounding. DARTS+PT runs each trial's rule on the
+DAS-single pre-trains the K trials' all-lgd and all-net networks as one stacked network: with the
+compiled kernel a trial's candidates are bitwise the same in any batch, and they differ from the
+lone trial's (plain Conv1d modules) by float rounding, which Adam's sign-like first steps of the
+pre-training and of the alpha search grow to ~1e-4 in alpha (docs/engine.md). DARTS+PT runs each trial's rule on the
 trial alone after the batched search, continuing where the batch left it (generators, optimizer
 state), so from the same supernet it computes exactly what the lone trial computes; whole trials
 agree to the search's own rounding (the K-trial CNN sums in another order than Conv1d). The
@@ -22,7 +24,8 @@ from harness.methods.context import TrialDiverged
 from harness.methods.supernet import SupernetProbe
 from harness.runner.spec import TrialSpec
 from harness.runner.trial import batching_reason, build_context
-from harness.spaces.trial_axis import stack_state_dicts, trial_view
+from harness.spaces.kernels import fused_cnn
+from harness.spaces.trial_axis import shared_key, stack_state_dicts, trial_view
 
 FAST = {"problem": {"samples_per_evaluation": 256}, "ops": {"channels": 4}}
 SEEDS = (3, 1, 4)
@@ -32,6 +35,9 @@ SETTINGS = {
     "darts-pt": ("H1", {"alpha_lr": 0.05, "param_optimizer": "sgd", "param_lr": 0.01}),
 }
 ONESHOT_RTOL, ALPHA_ATOL = 1e-4, 1e-5
+# DAS-single: the lone trial pre-trains with other float rounding (see above); measured up to
+# 3.2e-4 in alpha and 3.4e-4 relative in the one-shot PSNR.
+DAS_SINGLE_ALPHA_ATOL, DAS_SINGLE_ONESHOT_RTOL = 2e-3, 2e-3
 SHORT_PT = {"finetune_steps": 3}  # DARTS+PT's fine-tuning between decisions, shortened
 
 
@@ -67,28 +73,44 @@ def test_each_trial_of_a_batch_equals_the_trial_alone(method_name):
         ((alone, alone_failure),) = method.search_trials([alone_ctx])
         assert failure == alone_failure == ""
         assert outcome.genotype == alone.genotype, seed
-        assert outcome.oneshot_score == pytest.approx(alone.oneshot_score, rel=ONESHOT_RTOL)
+        single = method_name == "das-single"
+        rtol, atol = (DAS_SINGLE_ONESHOT_RTOL, DAS_SINGLE_ALPHA_ATOL) if single else (ONESHOT_RTOL, ALPHA_ATOL)
+        assert outcome.oneshot_score == pytest.approx(alone.oneshot_score, rel=rtol)
         final, lone = torch.tensor(outcome.final_alphas), torch.tensor(alone.final_alphas)
-        torch.testing.assert_close(final, lone, rtol=0, atol=ALPHA_ATOL)
-        assert float((lone - torch.tensor(alone.alpha_history[0])).abs().max()) > 100 * ALPHA_ATOL  # alpha moved
+        torch.testing.assert_close(final, lone, rtol=0, atol=atol)
+        assert float((lone - torch.tensor(alone.alpha_history[0])).abs().max()) > 20 * atol  # alpha moved
         # every stream where the trial alone leaves it (DARTS+PT's fine-tuning draws from data and noise)
         for got, want in zip(_streams(ctx), _streams(alone_ctx)):
             assert torch.equal(got, want), seed
     assert batched[0][0].final_alphas != batched[1][0].final_alphas  # the seeds differ
 
 
-def test_das_single_candidates_are_each_trials_own_pretrained_weights():
-    """Bit for bit the lone trial's pre-trained (and frozen) lgd / net layers, per trial."""
+@pytest.mark.skipif(not fused_cnn.available(), reason=f"compiled kernel unavailable: {fused_cnn.unavailable_reason()}")
+def test_das_single_candidates_do_not_depend_on_the_batch():
+    """A trial's pre-trained (and frozen) lgd / net layers are bit for bit the same in a batch of 3
+    and in a batch of 2 with another mate, and within float rounding of the lone trial's."""
     method, ctxs = _contexts("das-single", SEEDS, 2)
     run = method.start(ctxs, ctxs[0].space, 2)
     assert not any(p.requires_grad for p in run.model.parameters())
-    alone = []
-    for seed in SEEDS:
-        method, (ctx,) = _contexts("das-single", (seed,), 2)
-        alone.append(method.start([ctx], ctx.space, 2).model.state_dict())
     state = run.model.state_dict()
-    for key, value in stack_state_dicts(alone).items():
-        assert torch.equal(state[key], value), key
+    method, pair = _contexts("das-single", (SEEDS[1], 9), 2)
+    pair_state = method.start(pair, pair[0].space, 2).model.state_dict()
+    method, (ctx,) = _contexts("das-single", (SEEDS[1],), 2)
+    alone = method.start([ctx], ctx.space, 2).model.state_dict()
+    candidates = [key for key in state if ".ops.0." in key or ".ops.1." in key]  # lgd, net
+    assert any(key.endswith("conv1.weight") for key in candidates)
+    mine_all, alone_all = [], []
+    for key in candidates:
+        if shared_key(key):
+            continue
+        mine = trial_view(state[key], 3)[1]
+        assert torch.equal(mine, trial_view(pair_state[key], 2)[0]), key
+        mine_all.append(mine.flatten())
+        alone_all.append(alone[key].flatten())
+    # Adam's steps grow the rounding difference to ~lr per weight; over all candidate weights it
+    # stays small against their size
+    mine_all, alone_all = torch.cat(mine_all), torch.cat(alone_all)
+    assert float((mine_all - alone_all).norm() / alone_all.norm()) < 1e-2
     lgd = [key for key in state if ".ops.0." in key and key.endswith("conv1.weight")][0]
     assert not torch.equal(trial_view(state[lgd], 3)[0], trial_view(state[lgd], 3)[1])  # trials differ
 
@@ -156,24 +178,38 @@ def test_a_trial_whose_pretraining_diverges_fails_alone(monkeypatch):
     clean_method, clean_ctxs = _contexts("das-single", SEEDS, 1)
     clean = clean_method.search_trials(clean_ctxs)
     method, ctxs = _contexts("das-single", SEEDS, 1)
-    target = ctxs[1].streams.child(1).seed("data")  # trial 1's all-net pre-training
-    real = search_finish.train_network
+    task_type = type(ctxs[0].task)
+    real_losses, real_train = task_type.trial_losses, search_finish.train_trials
 
-    def train_network(network, ctx, *args, **kwargs):
-        if ctx.streams.seed("data") == target:
-            raise TrialDiverged(reason)
-        return real(network, ctx, *args, **kwargs)
+    def nan_for_trial_1(self, output, batch):  # trial 1's loss turns non-finite
+        return real_losses(self, output, batch) + torch.tensor([0.0, float("nan"), 0.0])
 
-    monkeypatch.setattr(search_finish, "train_network", train_network)
+    def train_trials(jobs, split):
+        if jobs[0].genotype[0] != "net":
+            return real_train(jobs, split)
+        with monkeypatch.context() as patch:  # only during the all-net pre-training
+            patch.setattr(task_type, "trial_losses", nan_for_trial_1)
+            return real_train(jobs, split)
+
+    monkeypatch.setattr(search_finish, "train_trials", train_trials)
     results = method.search_trials(ctxs)
     assert results[1] == (None, reason)
     for t in (0, 2):
         assert results[t][1] == ""
         assert results[t][0].genotype == clean[t][0].genotype
         assert results[t][0].final_alphas == clean[t][0].final_alphas
+    target = ctxs[1].streams.child(1).seed("data")  # alone, as before: the trial raises
+    real_network = search_finish.train_network
+
+    def train_network(network, ctx, *args, **kwargs):
+        if ctx.streams.seed("data") == target:
+            raise TrialDiverged(reason)
+        return real_network(network, ctx, *args, **kwargs)
+
+    monkeypatch.setattr(search_finish, "train_network", train_network)
     method, (ctx,) = _contexts("das-single", (SEEDS[1],), 1)
     with pytest.raises(TrialDiverged, match="in training"):
-        method.search_trials([ctx])  # alone, as before: the trial raises
+        method.search_trials([ctx])
 
 
 def test_a_trial_whose_fine_tuning_diverges_fails_alone(monkeypatch):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from harness.methods.checkpoint import to_cpu
 from harness.methods.context import MethodContext, Streams, TrialDiverged
 from harness.methods.training import (
@@ -19,7 +21,7 @@ from harness.methods.training import (
     retrain_and_score,
     set_lr,
 )
-from harness.methods.trial_batch import TrialBatch
+from harness.methods.trial_batch import TrialBatch, TrialFailures
 
 
 @dataclass
@@ -47,6 +49,23 @@ def retrain_trials(jobs: list[RetrainJob]) -> list[RetrainScores]:
         except TrialDiverged as exc:
             return [RetrainScores(failure=str(exc))]
         return [RetrainScores(val=scores["val"], test=scores["test"])]
+    net, failures = train_trials(jobs)
+    ctxs = [j.ctx for j in jobs]  # scored on their trials' evaluation draws, as retrain_and_score
+    task = ctxs[0].task
+    val = evaluate_trial_metrics(net, ctxs, split="val")
+    test = val if "synthetic-data" in task.capabilities else evaluate_trial_metrics(net, ctxs, split="test")
+    return [RetrainScores(failure=r) if r else RetrainScores(val=v, test=t)
+            for r, v, t in zip(failures.reasons, val, test)]
+
+
+def train_trials(jobs: list[RetrainJob], split: str = "retrain") -> tuple[torch.nn.Module, TrialFailures]:
+    """The K jobs' networks trained from scratch as one stacked network on batches of ``split``,
+    by the task's retraining recipe for ``jobs[0].ctx``'s epochs, and the per-trial failures.
+
+    ``train_network`` for K >= 2 networks: each is initialized alone from its job's
+    ``retrain_init`` stream and draws its batches and noise from the job's ``retrain_data`` and
+    ``noise_op`` streams; a trial whose loss turns non-finite fails alone. Besides retraining,
+    DAS-single's pre-training runs here (``SearchFinish._load_pretrained``)."""
     ctx = jobs[0].ctx
     task, space = ctx.task, ctx.space
     networks = []
@@ -75,8 +94,8 @@ def retrain_trials(jobs: list[RetrainJob]) -> list[RetrainScores]:
         set_lr(optimizer, recipe_lr(recipe, epoch))
         if drop_path is not None:
             drop_path(recipe.drop_path * epoch / recipe.epochs, batch.noise_generators)
-        for step in range(task.steps_per_epoch("retrain")):
-            loss = batch.loss(net, batch.sample("retrain"), None, where=f"in training, epoch {epoch} step {step}")
+        for step in range(task.steps_per_epoch(split)):
+            loss = batch.loss(net, batch.sample(split), None, where=f"in training, epoch {epoch} step {step}")
             if not failures.any_alive:
                 break
             optimizer.zero_grad(set_to_none=True)
@@ -90,9 +109,4 @@ def retrain_trials(jobs: list[RetrainJob]) -> list[RetrainScores]:
             }), final=epoch + 1 == recipe.epochs)
         if not failures.any_alive:
             break
-    ctxs = [j.ctx for j in jobs]  # scored on their trials' evaluation draws, as retrain_and_score
-    val = evaluate_trial_metrics(net, ctxs, split="val")
-    test = val if "synthetic-data" in task.capabilities else evaluate_trial_metrics(net, ctxs, split="test")
-    return [RetrainScores(failure=r) if r else RetrainScores(val=v, test=t)
-            for r, v, t in zip(failures.reasons, val, test)]
-
+    return net, failures

@@ -9,9 +9,10 @@ import math
 import torch
 
 from harness.methods.base import SearchOutcome
-from harness.methods.context import MethodContext, TrialDiverged
+from harness.methods.context import MethodContext
 from harness.methods.discretization import PerturbationSelection
 from harness.methods.hessian import dominant_eigenvalues
+from harness.methods.retrain import RetrainJob, train_trials
 from harness.methods.state import SearchState
 from harness.methods.supernet import PROBE_SEED_OFFSET, SearchRun, SupernetProbe, evaluating, mixed_ops
 from harness.methods.training import evaluate_metrics, evaluate_trial_metrics, train_network
@@ -150,43 +151,44 @@ class SearchFinish:
         """[001] §5.4: train the all-lgd and all-net networks, copy their layers into the
         supernet's lgd / net candidates and freeze every weight (roll and noise have none).
 
-        Over K trials each trial pre-trains alone (K = 1, its own child streams), so its candidates
-        hold bit for bit what the trial alone pre-trains; they are stacked into ``model``. A trial
-        whose pre-training diverges fails alone: its candidates are NaN and the reasons returned
-        (per trial, "" for none) fail it from the start of the search."""
+        Each trial pre-trains on its ``index``-th child streams (init, data, noise). K >= 2 trials
+        pre-train as one stacked network (``retrain.train_trials``), whose layers are already the
+        K-trial supernet's candidates' layout; with the compiled kernel a trial's weights are
+        bitwise independent of its batch mates, and a lone trial of a study runs beside its shadow
+        copy, so a record does not depend on the batching. A trial whose pre-training diverges
+        fails alone: its candidates are NaN and the reasons returned (per trial, "" for none) fail
+        it from the start of the search. One trial alone (K = 1) pre-trains with
+        ``train_network`` and raises."""
         if "layers" not in getattr(space, "capabilities", ()):
             raise ValueError("DAS-single's pre-trained ops are defined for a space of layers (the sequential one) only")
         k, ops = len(ctxs), ctxs[0].ops
         reasons = [""] * k
+        targets = mixed_ops(model)
         for index, op in enumerate(("lgd", "net")):
             if op not in ops:
                 continue
-            sources = []
-            for t, ctx in enumerate(ctxs):
-                network, diverged = self._pretrained_network(ctx, space, op, index, ctxs[0].checkpoint)
-                if diverged is not None:
-                    if k == 1:
-                        raise diverged
-                    reasons[t] = reasons[t] or str(diverged)
-                sources.append(mixed_ops(network))
-            load_candidates(mixed_ops(model), ops.index(op), sources, reasons)
+            jobs = [self._pretraining_job(ctx, space, op, index) for ctx in ctxs]
+            if k == 1:
+                (job,) = jobs
+                with job.streams.seeded_init("retrain_init"):
+                    network = space.network(job.genotype, job.ctx.op_config).to(job.ctx.device)
+                train_network(network, job.ctx, job.streams.generator("retrain_data"),
+                              job.streams.generator("noise_op"), split="train")
+                failed = [""]
+            else:
+                network, failures = train_trials(jobs, split="train")
+                failed = failures.reasons
+            reasons = [r or f for r, f in zip(reasons, failed)]
+            load_candidates(targets, ops.index(op), mixed_ops(network), failed)
         for p in model.parameters():
             p.requires_grad_(False)
         return reasons
 
-    def _pretrained_network(
-        self, ctx: MethodContext, space, op: str, index: int, checkpoint
-    ) -> tuple[torch.nn.Module, TrialDiverged | None]:
-        """The all-``op`` network of one trial trained on its ``index``-th child streams, and its
-        divergence if any. Over K trials every pre-training saves into the batch's checkpoint, as
-        phases in a fixed order (so a resumed batch meets them in the same order)."""
+    def _pretraining_job(self, ctx: MethodContext, space, op: str, index: int) -> RetrainJob:
+        """The all-``op`` network of one trial, on its ``index``-th child streams, for the
+        pre-training epochs (the trial's unless ``pretrain_epochs``). Its training saves into the
+        trial's (over K trials the batch's) checkpoint, as a phase in a fixed order."""
         epochs = ctx.epochs if self.pretrain_epochs is None else int(self.pretrain_epochs)
         child = ctx.streams.child(index)
-        with child.seeded_init("retrain_init"):
-            network = space.network(space.uniform_genotype(op), ctx.op_config).to(ctx.device)
-        sub_ctx = MethodContext(**{**ctx.__dict__, "epochs": epochs, "streams": child, "checkpoint": checkpoint})
-        try:
-            train_network(network, sub_ctx, child.generator("retrain_data"), child.generator("noise_op"), split="train")
-        except TrialDiverged as exc:
-            return network, exc
-        return network, None
+        sub_ctx = MethodContext(**{**ctx.__dict__, "epochs": epochs, "streams": child})
+        return RetrainJob(ctx=sub_ctx, genotype=space.uniform_genotype(op), streams=child)

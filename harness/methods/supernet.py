@@ -16,18 +16,13 @@ from harness.methods.state import SearchState, TrialStates
 from harness.methods.training import check_finite, task_loss
 from harness.methods.trial_batch import TrialBatch
 from harness.spaces.ops import MixedOp, trial_weight
+from harness.spaces.stacking import mixed_ops  # noqa: F401  (re-exported: the methods' one import of it)
 
 if TYPE_CHECKING:
     from harness.methods.search import ComposedSearch
 
 PROBE_BATCHES = 4
 PROBE_SEED_OFFSET = 2  # probe batches come from the trial's eval seed + 2, their noise from + 3
-
-
-def mixed_ops(model: torch.nn.Module) -> list[MixedOp]:
-    """The network's mixed ops in position order."""
-    found = [m for m in model.modules() if isinstance(m, MixedOp)]
-    return sorted(found, key=lambda m: m.position)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The parts of a search's finish and start that act on one trial's whole supernet, over K trials.
 
-DAS-single's pre-trained candidates (``load_candidates``): each trial pre-trains alone, their layers
-are stacked into the K-trial supernet (``SearchFinish._load_pretrained``).
+DAS-single's pre-trained candidates (``load_candidates``): the K trials' pre-trained network's layers
+go into the K-trial supernet's candidates (``SearchFinish._load_pretrained``).
 
 DARTS+PT's discretization fine-tunes the supernet between edge decisions with the run's weight
 optimizer and scores it on the trial's probe batches: a sequence of decisions per trial that the
@@ -21,7 +21,7 @@ from harness.methods.context import TrialDiverged
 from harness.methods.discretization import ArgmaxDiscretization
 from harness.methods.supernet import Mixer, SearchRun, SupernetProbe
 from harness.methods.trial_batch import TrialBatch
-from harness.spaces.trial_axis import load_stacked, shared_key, store_trial, trial_view
+from harness.spaces.trial_axis import shared_key, store_trial, trial_view
 
 
 @torch.no_grad()
@@ -34,13 +34,14 @@ def poison_trial(module: torch.nn.Module, k: int, trial: int) -> None:
             trial_view(value, k)[trial].fill_(float("nan"))
 
 
-def load_candidates(targets: list, index: int, sources: list[list], failed: list[str]) -> None:
-    """DAS-single: candidate ``index`` of every mixed op in ``targets`` (a K-trial supernet's) from the
-    K trials' pre-trained networks' layers (``sources[t][position]``); a trial whose pre-training
-    failed gets NaN there (``poison_trial``)."""
-    k = len(sources)
-    for position, target in enumerate(targets):
-        load_stacked(target.ops[index], [s[position].ops[0] for s in sources])
+def load_candidates(targets: list, index: int, sources: list, failed: list[str]) -> None:
+    """DAS-single: candidate ``index`` of every mixed op in ``targets`` (a K-trial supernet's) from
+    the layers of the K trials' pre-trained network (``sources``, its mixed ops in position order,
+    stacked over the same K trials); a trial whose pre-training failed gets NaN there
+    (``poison_trial``)."""
+    k = len(failed)
+    for target, source in zip(targets, sources, strict=True):
+        target.ops[index].load_state_dict(source.ops[0].state_dict())
         for t, reason in enumerate(failed):
             if reason:
                 poison_trial(target.ops[index], k, t)
