@@ -19,7 +19,7 @@ import copy
 import pytest
 import torch
 
-from harness.methods import search_finish
+from harness.methods import search_finish, training
 from harness.methods.context import TrialDiverged
 from harness.methods.supernet import SupernetProbe
 from harness.runner.spec import TrialSpec
@@ -199,14 +199,14 @@ def test_a_trial_whose_pretraining_diverges_fails_alone(monkeypatch):
         assert results[t][0].genotype == clean[t][0].genotype
         assert results[t][0].final_alphas == clean[t][0].final_alphas
     target = ctxs[1].streams.child(1).seed("data")  # alone, as before: the trial raises
-    real_network = search_finish.train_network
+    real_network = training.train_network
 
     def train_network(network, ctx, *args, **kwargs):
         if ctx.streams.seed("data") == target:
             raise TrialDiverged(reason)
         return real_network(network, ctx, *args, **kwargs)
 
-    monkeypatch.setattr(search_finish, "train_network", train_network)
+    monkeypatch.setattr(training, "train_network", train_network)  # what train_from_scratch calls
     method, (ctx,) = _contexts("das-single", (SEEDS[1],), 1)
     with pytest.raises(TrialDiverged, match="in training"):
         method.search_trials([ctx])

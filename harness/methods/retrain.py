@@ -20,6 +20,7 @@ from harness.methods.training import (
     recipe_lr,
     retrain_and_score,
     set_lr,
+    train_from_scratch,
 )
 from harness.methods.trial_batch import TrialBatch, TrialFailures
 
@@ -65,8 +66,12 @@ def train_trials(jobs: list[RetrainJob], split: str = "retrain") -> tuple[torch.
     ``train_network`` for K >= 2 networks: each is initialized alone from its job's
     ``retrain_init`` stream and draws its batches and noise from the job's ``retrain_data`` and
     ``noise_op`` streams; a trial whose loss turns non-finite fails alone. Besides retraining,
-    DAS-single's pre-training runs here (``SearchFinish._load_pretrained``)."""
+    DAS-single's pre-training runs here (``SearchFinish._load_pretrained``). One job is
+    ``train_from_scratch`` itself, which raises ``TrialDiverged`` instead of failing the trial."""
     ctx = jobs[0].ctx
+    if len(jobs) == 1:
+        (job,) = jobs
+        return train_from_scratch(job.genotype, job.ctx, job.streams, split), TrialFailures(1, ctx.device)
     task, space = ctx.task, ctx.space
     networks = []
     for job in jobs:

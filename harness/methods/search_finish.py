@@ -15,7 +15,7 @@ from harness.methods.hessian import dominant_eigenvalues
 from harness.methods.retrain import RetrainJob, train_trials
 from harness.methods.state import SearchState
 from harness.methods.supernet import PROBE_SEED_OFFSET, SearchRun, SupernetProbe, evaluating, mixed_ops
-from harness.methods.training import evaluate_metrics, evaluate_trial_metrics, train_network
+from harness.methods.training import evaluate_metrics, evaluate_trial_metrics
 from harness.methods.trial_finish import load_candidates, probed_genotypes
 from harness.spaces.trial_axis import load_trial_slices
 
@@ -157,8 +157,7 @@ class SearchFinish:
         bitwise independent of its batch mates, and a lone trial of a study runs beside its shadow
         copy, so a record does not depend on the batching. A trial whose pre-training diverges
         fails alone: its candidates are NaN and the reasons returned (per trial, "" for none) fail
-        it from the start of the search. One trial alone (K = 1) pre-trains with
-        ``train_network`` and raises."""
+        it from the start of the search. One trial alone (K = 1) trains its plain network and raises."""
         if "layers" not in getattr(space, "capabilities", ()):
             raise ValueError("DAS-single's pre-trained ops are defined for a space of layers (the sequential one) only")
         k, ops = len(ctxs), ctxs[0].ops
@@ -168,16 +167,8 @@ class SearchFinish:
             if op not in ops:
                 continue
             jobs = [self._pretraining_job(ctx, space, op, index) for ctx in ctxs]
-            if k == 1:
-                (job,) = jobs
-                with job.streams.seeded_init("retrain_init"):
-                    network = space.network(job.genotype, job.ctx.op_config).to(job.ctx.device)
-                train_network(network, job.ctx, job.streams.generator("retrain_data"),
-                              job.streams.generator("noise_op"), split="train")
-                failed = [""]
-            else:
-                network, failures = train_trials(jobs, split="train")
-                failed = failures.reasons
+            network, failures = train_trials(jobs, split="train")
+            failed = failures.reasons
             reasons = [r or f for r, f in zip(reasons, failed)]
             load_candidates(targets, ops.index(op), mixed_ops(network), failed)
         for p in model.parameters():

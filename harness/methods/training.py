@@ -141,15 +141,21 @@ def evaluate_primary(
     return evaluate_metrics(model, ctx, weights, mixer, split)[ctx.task.primary]
 
 
+def train_from_scratch(genotype, ctx: MethodContext, streams, split: str = "retrain"):
+    """``genotype``'s network built from ``streams``' ``retrain_init`` stream and trained on batches of
+    ``split`` from its ``retrain_data`` and ``noise_op`` streams (one trial; raises if it diverges)."""
+    with streams.seeded_init("retrain_init"):
+        model = ctx.space.network(genotype, ctx.op_config).to(ctx.device)
+    train_network(model, ctx, streams.generator("retrain_data"), streams.generator("noise_op"), split=split)
+    return model
+
+
 def retrain_and_score(genotype, ctx: MethodContext, streams=None) -> dict[str, dict[str, float]]:
     """Build ``genotype`` from scratch, train it on the task's retraining split for ``ctx.epochs`` and
     score it: ``{"val": metrics, "test": metrics}``. Selection (random search) uses ``val``; the
     trial's architecture score is the primary ``test`` metric. A synthetic task's splits are
     alike, so its test metrics are its validation metrics (no second evaluation)."""
-    streams = streams or ctx.streams
-    with streams.seeded_init("retrain_init"):
-        model = ctx.space.network(genotype, ctx.op_config).to(ctx.device)
-    train_network(model, ctx, streams.generator("retrain_data"), streams.generator("noise_op"))
+    model = train_from_scratch(genotype, ctx, streams or ctx.streams)
     val = evaluate_metrics(model, ctx, split="val")
     test = val if "synthetic-data" in ctx.task.capabilities else evaluate_metrics(model, ctx, split="test")
     return {"val": val, "test": test}
