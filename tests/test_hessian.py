@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from harness.methods.hessian import alpha_hessian, dominant_eigenvalue, hessian_vector_product
+from harness.methods.hessian import (
+    alpha_hessian,
+    dominant_eigenvalue,
+    dominant_eigenvalues,
+    hessian_vector_product,
+    trial_difference_hvp,
+    trial_hessians,
+)
 
 
 def _tiny_supernet(seed=0, positions=3, ops=3, width=4):
@@ -140,3 +147,61 @@ def test_auto_method_switches_on_size():
     rough = dominant_eigenvalue(loss, alpha, method="auto", dense_max=2, iterations=2)
     assert rough == dominant_eigenvalue(loss, alpha, method="power", iterations=2)
     assert rough != pytest.approx(4.0, rel=1e-6)
+
+
+def _trials(seeds):
+    """K tiny supernets of different seeds as one loss of a stacked alpha (K, positions, ops), as the
+    search's probe sums its trials' losses."""
+    losses, alphas = zip(*(_tiny_supernet(s) for s in seeds))
+    return (lambda a: sum(f(a[t]) for t, f in enumerate(losses))), torch.stack(alphas), losses
+
+
+def test_trial_hessians_are_each_trials_own():
+    """Central differences of exact gradients (h = 1e-2) against every trial's exact Hessian: the
+    O(h^2) truncation stays far inside the 1e-2 the engine documents."""
+    loss, alpha, losses = _trials([0, 1, 3])
+    h = trial_hessians(loss, alpha)
+    n = alpha[0].numel()
+    for t, f in enumerate(losses):
+        exact = alpha_hessian(f, alpha[t])
+        torch.testing.assert_close(h[t], exact, rtol=0, atol=1e-3 * exact.abs().max().item())
+    assert h.shape == (3, n, n)
+
+
+def test_trial_difference_hvp_is_each_trials_product():
+    loss, alpha, losses = _trials([2, 5])
+    v = torch.randn(2, alpha[0].numel(), generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    v = v / v.norm(dim=1, keepdim=True)
+    got = trial_difference_hvp(loss, alpha)(v)
+    for t, f in enumerate(losses):
+        exact = hessian_vector_product(f, alpha[t])(v[t])
+        torch.testing.assert_close(got[t], exact, rtol=0, atol=1e-3 * exact.abs().max().item())
+
+
+@pytest.mark.parametrize("products, rel", [("difference", 1e-3), ("exact", 1e-8)])
+def test_trial_power_iteration_matches_each_trial_alone(products, rel):
+    """K trials' power iteration (each trial from its own start vector and stopping on its own) and
+    dense Hessians against each trial's exact largest eigenvalue."""
+    loss, alpha, losses = _trials([0, 1, 3])
+    gens = [torch.Generator().manual_seed(10 + t) for t in range(3)]
+    got = dominant_eigenvalues(loss, alpha, method="power", iterations=2000, tol=1e-14, generator=gens,
+                               products=products)
+    alone = [dominant_eigenvalue(f, alpha[t], method="dense") for t, f in enumerate(losses)]
+    assert got == pytest.approx(alone, rel=rel)
+    assert dominant_eigenvalues(loss, alpha, method="dense", products=products) == pytest.approx(alone, rel=rel)
+
+
+def test_unknown_products_are_refused():
+    loss, alpha, _ = _trials([0])
+    with pytest.raises(ValueError, match="products must be one of"):
+        dominant_eigenvalues(loss, alpha, products="forward")
+
+
+def test_trial_power_iteration_with_negative_curvature():
+    """A trial whose largest-|lambda| eigenvalue is negative gets lambda_max from the shifted run."""
+    quad_a, alpha_a = _quadratic([-5.0, 3.0, 1.0, 0.5, -0.2, 0.1])
+    quad_b, _ = _quadratic([4.0, 1.0, 0.5, 0.3, 0.2, 0.1], seed=1)
+    alpha = torch.stack([alpha_a, alpha_a])
+    got = dominant_eigenvalues(lambda a: quad_a(a[0]) + quad_b(a[1]), alpha, method="power", iterations=2000,
+                               tol=1e-12, generator=[torch.Generator().manual_seed(s) for s in (1, 2)])
+    assert got == pytest.approx([3.0, 4.0], rel=1e-5)

@@ -134,13 +134,15 @@ def dominant_eigenvalue(
 HESSIAN_FD_STEP = 1e-2
 
 
-def trial_hessians(loss_fn: LossFn, alpha: torch.Tensor, step: float = HESSIAN_FD_STEP) -> torch.Tensor:
-    """Dense Hessians (K, n, n) of K trials at once: ``loss_fn`` sums K independent trials' losses of
-    ``alpha`` (K, ...), so its gradient is every trial's own, and column j of every trial's Hessian
-    comes from central differences of exact gradients, (g(a + h e_j) - g(a - h e_j)) / 2h: 2n
-    first-order passes for the whole batch. (Double backward with the basis vectors batched costs
-    ~8x more through the fused CNN's reference ops.) The truncation error is O(h^2), h = 1e-2: within
-    1e-2 relative of the exact Hessian on the 1D supernets (tests/test_hessian.py)."""
+def trial_difference_hvp(loss_fn: LossFn, alpha: torch.Tensor, step: float = HESSIAN_FD_STEP
+                         ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """v (K, n) -> every trial's H v from central differences of exact gradients,
+    (g(a + h v) - g(a - h v)) / 2h: two first-order passes for the whole batch. ``loss_fn`` sums K
+    independent trials' losses of ``alpha`` (K, ...), so its gradient is every trial's own. Double
+    backward through the fused CNN goes through its reference ops and costs ~25x a first-order
+    pass (docs/engine.md). The truncation error is O(h^2 |v|^2), h = 1e-2: within 1e-2 relative of
+    the exact product (tests/test_hessian.py; on the non-sequential supernet, eigenvalues within
+    9e-3: benchmarks/hessian_probe.py)."""
     k = alpha.shape[0]
     base = alpha.detach()
 
@@ -149,41 +151,70 @@ def trial_hessians(loss_fn: LossFn, alpha: torch.Tensor, step: float = HESSIAN_F
         (g,) = torch.autograd.grad(loss_fn(a), [a], allow_unused=True)
         return torch.zeros(k, a[0].numel(), dtype=a.dtype, device=a.device) if g is None else g.reshape(k, -1)
 
-    n = base[0].numel()
-    columns = []
-    for j in range(n):
-        e = torch.zeros(n, dtype=base.dtype, device=base.device)
-        e[j] = step
-        e = e.view(base.shape[1:])
-        columns.append((gradient(base + e) - gradient(base - e)) / (2 * step))
-    return torch.stack(columns, dim=2).double()
+    def hvp(v: torch.Tensor) -> torch.Tensor:
+        e = (step * v).reshape(base.shape).to(base.dtype)
+        return (gradient(base + e) - gradient(base - e)) / (2 * step)
+
+    return hvp
 
 
-def dominant_eigenvalues(loss_fn: LossFn, alpha: torch.Tensor, method: str = "auto", iterations: int = 100,
-                         generator: torch.Generator | list[torch.Generator] | None = None, tol: float = 1e-6,
-                         dense_max: int = 64) -> list[float]:
-    """``dominant_eigenvalue`` (which = "largest") of each of K trials at once, ``alpha`` (K, ...):
-    dense Hessians, or power iteration from one start vector for all (``generator``) or, given K
-    generators, each trial's from its own, every trial stopping at its own iteration, as alone."""
-    k, n = alpha.shape[0], alpha[0].numel()
-    if method == "auto":
-        method = "dense" if n <= dense_max else "power"
-    if method == "dense":
-        h = trial_hessians(loss_fn, alpha)
-        eig = torch.linalg.eigvalsh(0.5 * (h + h.transpose(1, 2)))
-        return [float(e[-1]) for e in eig]
-    if method != "power":
-        raise ValueError(f"method must be 'dense', 'power' or 'auto', got {method!r}")
+def trial_exact_hvp(loss_fn: LossFn, alpha: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """v (K, n) -> every trial's exact H v by double backward through one first-order graph of the
+    summed loss (each trial's block: the trials' losses are independent)."""
+    k = alpha.shape[0]
     a = alpha.detach().clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(loss_fn(a), [a], create_graph=True)
     grad = grad.reshape(k, -1)
 
-    def hvp(v: torch.Tensor) -> torch.Tensor:  # (K, n) -> (K, n), every trial its own block
+    def hvp(v: torch.Tensor) -> torch.Tensor:
         if not grad.requires_grad:
             return torch.zeros_like(v)
         (g,) = torch.autograd.grad((grad * v).sum(), [a], retain_graph=True, allow_unused=True)
         return torch.zeros_like(v) if g is None else g.reshape(k, -1)
 
+    return hvp
+
+
+HESSIAN_PRODUCTS = {"difference": trial_difference_hvp, "exact": trial_exact_hvp}
+
+
+def trial_hvp(loss_fn: LossFn, alpha: torch.Tensor, products: str = "difference"
+              ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The K-trial Hessian-vector product of kind ``products`` ("difference" or "exact")."""
+    if products not in HESSIAN_PRODUCTS:
+        raise ValueError(f"products must be one of {sorted(HESSIAN_PRODUCTS)}, got {products!r}")
+    return HESSIAN_PRODUCTS[products](loss_fn, alpha)
+
+
+def trial_hessians(loss_fn: LossFn, alpha: torch.Tensor, products: str = "difference") -> torch.Tensor:
+    """Dense Hessians (K, n, n) of K trials at once: column j of every trial's Hessian is its product
+    with the basis vector e_j, n products for the whole batch. By differences (2n first-order passes)
+    on the 1D spaces, where double backward with the basis vectors batched costs ~8x more through
+    the fused CNN."""
+    k, n = alpha.shape[0], alpha[0].numel()
+    hvp = trial_hvp(loss_fn, alpha, products)
+    eye = torch.eye(n, dtype=alpha.dtype, device=alpha.device)
+    return torch.stack([hvp(eye[j].expand(k, n)) for j in range(n)], dim=2).double()
+
+
+def dominant_eigenvalues(loss_fn: LossFn, alpha: torch.Tensor, method: str = "auto", iterations: int = 100,
+                         generator: torch.Generator | list[torch.Generator] | None = None, tol: float = 1e-6,
+                         dense_max: int = 64, products: str = "difference") -> list[float]:
+    """``dominant_eigenvalue`` (which = "largest") of each of K trials at once, ``alpha`` (K, ...):
+    dense Hessians, or power iteration from one start vector for all (``generator``) or, given K
+    generators, each trial's from its own, every trial stopping at its own iteration, as alone.
+    ``products``: Hessian-vector products by central differences of exact gradients
+    (``trial_difference_hvp``) or by double backward (``trial_exact_hvp``)."""
+    k, n = alpha.shape[0], alpha[0].numel()
+    if method == "auto":
+        method = "dense" if n <= dense_max else "power"
+    if method == "dense":
+        h = trial_hessians(loss_fn, alpha, products)
+        eig = torch.linalg.eigvalsh(0.5 * (h + h.transpose(1, 2)))
+        return [float(e[-1]) for e in eig]
+    if method != "power":
+        raise ValueError(f"method must be 'dense', 'power' or 'auto', got {method!r}")
+    hvp = trial_hvp(loss_fn, alpha, products)
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
 
     def start(trials: list[int]) -> torch.Tensor:  # (n,) shared, or (K, n): the listed trials' own

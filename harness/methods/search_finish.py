@@ -141,8 +141,12 @@ class SearchFinish:
 
         gen = torch.Generator().manual_seed(HESSIAN_SEED + run.state.epoch) if generators is None else generators
         alphas = torch.where(torch.isfinite(alphas), alphas, torch.zeros_like(alphas))  # failed trials' NaNs
+        # Double backward through the fused kernel's reference ops costs ~25x a first-order pass
+        # (docs/engine.md, "Diagnostics"): there K trials take products by differences.
+        fused = "fused-kernel" in getattr(run.space, "capabilities", ())
         try:
-            return dominant_eigenvalues(probe_loss, alphas, method, iterations, gen)
+            return dominant_eigenvalues(probe_loss, alphas, method, iterations, gen,
+                                        products="difference" if fused else "exact")
         except (RuntimeError, ValueError):
             return [math.nan] * run.k
 

@@ -80,7 +80,7 @@ class NonSequentialNetwork(nn.Module):
 class NonSequentialSpace(TrialStacking):
     name = "nonsequential"
     # "zero-edges": one op per edge, 'zero' drops an edge (so top-k-edges pruning applies).
-    capabilities = frozenset({"signal-1d", "zero-edges", "trial-axis"})
+    capabilities = frozenset({"signal-1d", "zero-edges", "trial-axis", "fused-kernel"})
 
     def __init__(self, n_cells: int = 2, n_states: int = 5) -> None:
         self.n_cells = n_cells

@@ -38,7 +38,7 @@ class SequentialNetwork(nn.Module):
 class SequentialSpace(TrialStacking):
     name = "sequential"
     # "layers": every position is a layer (a deactivated one is the identity); "depth": with_depth.
-    capabilities = frozenset({"signal-1d", "layers", "depth", "trial-axis"})
+    capabilities = frozenset({"signal-1d", "layers", "depth", "trial-axis", "fused-kernel"})
 
     def __init__(self, n_layers: int = 10) -> None:
         self.n_layers = n_layers
