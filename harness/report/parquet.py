@@ -12,8 +12,8 @@ The schema, deliberately (docs/results_format.md lists it):
 
 * scalar fields are typed columns (``SCALAR_COLUMNS``), so rows, methods, seeds, status and the
   scores filter without any JSON;
-* ``DERIVED_COLUMNS`` repeat what ``TrialStore.dataframe`` derives (the row's ``variant`` text, the
-  diagnostics from ``extra``) so queries can group rows exactly as the report does;
+* ``DERIVED_COLUMNS`` are what ``TrialStore.dataframe`` derives (``spec.derived_fields``: the row's
+  ``variant`` text, the diagnostics from ``extra``) so queries can group rows exactly as the report does;
 * flat dicts of scalars (``STRUCT_COLUMNS``: the metric dicts and ``provenance``) are struct
   columns with one field per key seen in the study (provenance: always its known fields); a key
   a record lacks reads as null;
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.atomic import atomic_writer
-from harness.runner.spec import DIAGNOSTIC_COLUMNS, RowSpec
+from harness.runner.spec import derived_fields
 from harness.runner.store import TrialStore
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ def trials_table(records: list[dict]) -> pa.Table:
     """The records as an Arrow table with the schema described in the module docstring."""
     import pyarrow as pa
 
-    derived = [_derived(r) for r in records]
+    derived = [derived_fields(r) for r in records]
     seen = {k for r in records for k in r}
     others = sorted(seen - set(SCALAR_COLUMNS) - set(STRUCT_COLUMNS) - set(JSON_COLUMNS) - set(DERIVED_COLUMNS))
     arrays, fields = [], []
@@ -150,16 +150,6 @@ def read_trials_parquet(path: str | os.PathLike) -> list[dict]:
         for record, value in zip(records, _decode(field, table.column(name).to_pylist())):
             record[name] = value
     return records
-
-
-def _derived(record: dict) -> dict[str, Any]:
-    """As ``TrialStore.dataframe`` derives them: the row's variant text and ``extra``'s diagnostics."""
-    extra = record.get("extra") if isinstance(record.get("extra"), dict) else {}
-    out: dict[str, Any] = {"variant": RowSpec.from_record(record).variant}
-    for col in DIAGNOSTIC_COLUMNS:
-        value = extra.get(col)
-        out[col] = value if _is_number(value) else None
-    return out
 
 
 def _is_number(value: Any) -> bool:

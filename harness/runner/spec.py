@@ -132,6 +132,18 @@ ROW_FIELDS = tuple(f.name for f in fields(RowSpec))
 NO_VARIANT = "-"
 
 
+def derived_fields(record: dict) -> dict[str, Any]:
+    """The columns every trials table derives from a record: the row's ``variant`` text (statistics
+    group by it) and ``extra``'s diagnostics (``DIAGNOSTIC_COLUMNS``; a value that is not a number,
+    or is a bool, reads as None). ``TrialStore.dataframe`` and ``trials.parquet`` both use it."""
+    extra = record.get("extra") if isinstance(record.get("extra"), dict) else {}
+    out: dict[str, Any] = {"variant": RowSpec.from_record(record).variant}
+    for col in DIAGNOSTIC_COLUMNS:
+        value = extra.get(col)
+        out[col] = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return out
+
+
 def setting_items(hp_overrides: dict, options: dict) -> list[tuple[str, object]]:
     """A row's overrides and options as ``[("param_lr", 0.1), ("problem.noise_std", 0.2)]``, in
     label order: overrides, then option groups, each sorted by name."""

@@ -26,7 +26,14 @@ from pathlib import Path
 
 from harness.atomic import write_text_atomic
 from harness.runner.lock import StudyLock, StudyLocked
-from harness.runner.spec import DIAGNOSTIC_COLUMNS, STATUS_FAILED, STATUS_OK, TRIAL_COLUMNS, RowSpec, TrialResult
+from harness.runner.spec import (
+    DIAGNOSTIC_COLUMNS,
+    STATUS_FAILED,
+    STATUS_OK,
+    TRIAL_COLUMNS,
+    TrialResult,
+    derived_fields,
+)
 
 TRIALS_FILE = "trials.jsonl"
 TRIALS_CSV = "trials.csv"
@@ -193,14 +200,10 @@ class TrialStore:
 
         records = self.records()
         df = pd.DataFrame.from_records(records)
-        # The readable half of a row's identity (overrides and options); statistics group by it.
-        df["variant"] = pd.Series([RowSpec.from_record(r).variant for r in records], index=df.index, dtype=object)
-        extras = df["extra"] if "extra" in df.columns else pd.Series([None] * len(df), dtype=object)
+        derived = [derived_fields(r) for r in records]
+        df["variant"] = pd.Series([d["variant"] for d in derived], index=df.index, dtype=object)
         for col in DIAGNOSTIC_COLUMNS:
-            df[col] = pd.to_numeric(
-                pd.Series([e.get(col) if isinstance(e, dict) else None for e in extras], index=df.index, dtype=object),
-                errors="coerce",
-            )
+            df[col] = pd.to_numeric(pd.Series([d[col] for d in derived], index=df.index, dtype=object))
         for col in TRIAL_COLUMNS:
             if col not in df.columns:
                 df[col] = None
