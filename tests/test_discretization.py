@@ -205,3 +205,48 @@ def test_perturbation_selection_random_order_and_nonsequential_output():
     assert visited == [int(i) for i in torch.randperm(6, generator=torch.Generator().manual_seed(3))]
     with pytest.raises(ValueError, match="probe"):
         rule.genotype(space, probs, NS_OPS)
+
+
+class FakeTrialProbe:
+    """K ``FakeProbe``s as one probe of K trials: each trial scored and fine-tuned on its own rows."""
+
+    def __init__(self, probes):
+        self.probes = probes
+
+    def scores(self, weights):
+        return [probe.score(w) for probe, w in zip(self.probes, weights)]
+
+    def finetune(self, weights, steps):
+        for probe, w in zip(self.probes, weights):
+            probe.finetune(w, steps)
+
+
+def _fake_probes(shape, seed):
+    imp = torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+    flipped = torch.rand(shape[1], generator=torch.Generator().manual_seed(seed + 100))
+    return lambda: FakeProbe(imp, flipped, flip_position=shape[0] - 1, flip_after=2)
+
+
+@pytest.mark.parametrize("space_kind", ["sequential", "cells"])
+def test_perturbation_selection_of_k_trials_is_each_trial_alone(space_kind):
+    """The K-trial rule (one score call per masked candidate for all trials, one fine-tuning of all)
+    decides every trial as the rule alone decides it, from the same probe answers; on the cell
+    space the edges of each node too."""
+    from harness.spaces.cells import DartsCellSpace
+    from harness.spaces.darts_cell import OP_NAMES
+
+    space, ops = (SequentialSpace(n_layers=4), SEQ_OPS) if space_kind == "sequential" else (
+        DartsCellSpace(n_cells=3, channels=2), tuple(OP_NAMES))
+    shape = (space.n_positions, len(ops))
+    probs = [torch.softmax(torch.randn(*shape, generator=torch.Generator().manual_seed(s)), -1) for s in (0, 1, 2)]
+    makers = [_fake_probes(shape, seed) for seed in (10, 20, 30)]
+    rule = PerturbationSelection(finetune_steps=2)
+    trial_probe = FakeTrialProbe([make() for make in makers])
+    together = rule.trial_genotypes(space, probs, ops, trial_probe)
+    for t, (p, make) in enumerate(zip(probs, makers)):
+        probe = make()
+        assert together[t] == rule.genotype(space, p, ops, probe=probe), t
+        mine = trial_probe.probes[t].log
+        assert [e[0] for e in mine] == [e[0] for e in probe.log]
+        assert all(torch.equal(a[1], b[1]) for a, b in zip(mine, probe.log))
+    assert together[0] != together[1]  # the trials decided differently

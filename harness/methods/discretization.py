@@ -20,6 +20,27 @@ class Probe(Protocol):
     def finetune(self, weights: torch.Tensor, steps: int) -> None: ...
 
 
+class TrialProbe(Protocol):
+    """A probe of K trials' supernets at once: weights (K, positions, ops), one score per trial."""
+
+    def scores(self, weights: torch.Tensor) -> list[float]: ...
+
+    def finetune(self, weights: torch.Tensor, steps: int) -> None: ...
+
+
+class _OneTrial:
+    """A single trial's ``Probe`` as a ``TrialProbe`` of K = 1."""
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+
+    def scores(self, weights: torch.Tensor) -> list[float]:
+        return [self.probe.score(weights[0])]
+
+    def finetune(self, weights: torch.Tensor, steps: int) -> None:
+        self.probe.finetune(weights[0], steps)
+
+
 def _check(space, probabilities: torch.Tensor, ops: tuple[str, ...]) -> None:
     expected = (space.n_positions, len(ops))
     if tuple(probabilities.shape) != expected:
@@ -169,38 +190,50 @@ class PerturbationSelection:
     ):
         if probe is None:
             raise ValueError("PerturbationSelection scores the supernet and needs a probe")
-        _check(space, probabilities, ops)
-        weights = probabilities.detach().clone()
-        flat: list[str] = [""] * space.n_positions
+        return self.trial_genotypes(space, [probabilities], ops, _OneTrial(probe), generator)[0]
+
+    def trial_genotypes(self, space, probabilities: list[torch.Tensor], ops: tuple[str, ...], probe: TrialProbe,
+                        generator: torch.Generator | None = None) -> list:
+        """The rule for K trials at once (``probabilities``: one (P, ops) tensor per trial): every
+        probe scores all K supernets, each masked at the same position (the visiting order is the
+        rule's, not the trial's), each trial decides on its own scores, and the fine-tuning between
+        decisions trains the K supernets as one."""
+        for p in probabilities:
+            _check(space, p, ops)
+        k = len(probabilities)
+        weights = torch.stack([p.detach() for p in probabilities]).clone()
+        flat: list[list[str]] = [[""] * space.n_positions for _ in range(k)]
         order = self.visiting_order(space.n_positions, generator)
         groups = space.node_groups() if _cells(space) else []
         decisions = len(order) + len(groups)
-        candidates = [k for k, name in enumerate(ops) if name != "none"]  # only the cell space has 'none'
+        candidates = [c for c, name in enumerate(ops) if name != "none"]  # only the cell space has 'none'
         for n, p in enumerate(order):
             losses = {}
-            for k in candidates:
+            for c in candidates:
                 masked = weights.clone()
-                masked[p, k] = 0.0
-                losses[k] = float(probe.score(masked))
-            chosen = max(candidates, key=lambda k: losses[k])  # ties: the earlier op
-            flat[p] = ops[chosen]
-            weights[p] = 0.0
-            weights[p, chosen] = 1.0
+                masked[:, p, c] = 0.0
+                losses[c] = probe.scores(masked)
+            for t in range(k):
+                chosen = max(candidates, key=lambda c: losses[c][t])  # ties: the earlier op
+                flat[t][p] = ops[chosen]
+                weights[t, p] = 0.0
+                weights[t, p, chosen] = 1.0
             self._finetune(probe, weights, n + 1 < decisions)
         for n, group in enumerate(groups, start=len(order)):
             losses = {}
             for p in group:
                 masked = weights.clone()
-                masked[p] = 0.0
-                losses[p] = float(probe.score(masked))
-            kept = sorted(group, key=lambda p: -losses[p])[:2]  # stable: ties keep the lower input
-            for p in group:
-                if p not in kept:
-                    weights[p] = 0.0
+                masked[:, p] = 0.0
+                losses[p] = probe.scores(masked)
+            for t in range(k):
+                kept = sorted(group, key=lambda p: -losses[p][t])[:2]  # stable: ties keep the lower input
+                for p in group:
+                    if p not in kept:
+                        weights[t, p] = 0.0
             self._finetune(probe, weights, n + 1 < decisions)
-        return space.discretize(weights, ops) if groups else _from_flat(space, flat)
+        return [space.discretize(weights[t], ops) if groups else _from_flat(space, flat[t]) for t in range(k)]
 
-    def _finetune(self, probe: Probe, weights: torch.Tensor, more_to_decide: bool) -> None:
+    def _finetune(self, probe: TrialProbe, weights: torch.Tensor, more_to_decide: bool) -> None:
         if self.finetune_steps > 0 and more_to_decide:
             probe.finetune(weights.clone(), self.finetune_steps)
 

@@ -146,6 +146,10 @@ def evaluating(model: torch.nn.Module, state: SearchState):
         state.training = was_state
 
 
+# Where a diverging fine-tuning of DARTS+PT fails its trial (one trial alone, or K at once).
+FINETUNE_WHERE = "while fine-tuning the supernet during discretization"
+
+
 class SupernetProbe:
     """What discretization rules, early stopping and diagnostics may ask of the supernet.
 
@@ -197,7 +201,7 @@ class SupernetProbe:
         run.model.train()
         for _ in range(int(steps)):
             loss = task_loss(run.model, task, task.sample(run.data, "train"), run.noise, weights.detach(), run.mixer)
-            check_finite(loss, "while fine-tuning the supernet during discretization")
+            check_finite(loss, FINETUNE_WHERE)
             if run.w_opt is None:
                 return
             run.w_opt.zero_grad(set_to_none=True)

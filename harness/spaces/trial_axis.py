@@ -97,14 +97,3 @@ def load_trial_slices(module: nn.Module, k: int, trial: int, slices: dict[str, t
         if key in slices:
             target = trial_view(value, k)[trial]
             target.copy_(slices[key].reshape(target.shape))
-
-
-@torch.no_grad()
-def store_trial(stacked: nn.Module, single: nn.Module, k: int, trial: int) -> None:
-    """Write the single-trial ``single`` into trial ``trial`` of the K-trial ``stacked`` (the inverse
-    of ``load_trial``); shared counters take the single trial's value."""
-    source = single.state_dict()
-    load_trial_slices(stacked, k, trial, {key: v for key, v in source.items() if not shared_key(key)})
-    for key, value in stacked.state_dict().items():
-        if shared_key(key):
-            value.copy_(source[key])
