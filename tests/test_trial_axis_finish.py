@@ -4,10 +4,11 @@ K = 3 batch gives what it gives alone (K = 1).
 DAS-single pre-trains the K trials' all-lgd and all-net networks as one stacked network: with the
 compiled kernel a trial's candidates are bitwise the same in any batch, and they differ from the
 lone trial's (plain Conv1d modules) by float rounding, which Adam's sign-like first steps of the
-pre-training and of the alpha search grow to ~1e-4 in alpha (docs/engine.md). DARTS+PT runs each trial's rule on the
-trial alone after the batched search, continuing where the batch left it (generators, optimizer
-state), so from the same supernet it computes exactly what the lone trial computes; whole trials
-agree to the search's own rounding (the K-trial CNN sums in another order than Conv1d). The
+pre-training and of the alpha search grow to ~1e-4 in alpha (docs/engine.md). DARTS+PT runs the K
+trials' rule at once (each probe scores all K supernets, the fine-tuning trains them as one): from
+the same supernet, optimizer state and streams each trial decides as the trial alone and draws the
+same batches; its fine-tuned weights agree to the K-trial CNN's rounding (it sums in another order
+than Conv1d), bitwise independent of its batch mates with the compiled kernel. The
 whole-trial test of DARTS+PT trains the weights with SGD: Adam's first, sign-like steps turn that
 rounding into lr-sized differences (docs/engine.md), which would hide nothing of this code but
 make the comparison loose."""
