@@ -250,7 +250,7 @@ def test_a_trial_whose_fine_tuning_diverges_fails_alone(monkeypatch):
     clean = clean_method.search_trials(clean_ctxs)
     method, ctxs = _contexts("darts-pt", SEEDS, 1, method_options=SHORT_PT)
     task_type = type(ctxs[0].task)
-    real_losses, real_finetune = task_type.trial_losses, trial_finish.TrialProbe.finetune
+    real_losses, real_finetune = task_type.trial_losses, trial_finish.SupernetTrialProbe.finetune
 
     def nan_for_trial_2(self, output, batch):  # trial 2's loss turns non-finite
         return real_losses(self, output, batch) + torch.tensor([0.0, 0.0, float("nan")])
@@ -260,7 +260,7 @@ def test_a_trial_whose_fine_tuning_diverges_fails_alone(monkeypatch):
             patch.setattr(task_type, "trial_losses", nan_for_trial_2)
             return real_finetune(self, weights, steps)
 
-    monkeypatch.setattr(trial_finish.TrialProbe, "finetune", finetune)
+    monkeypatch.setattr(trial_finish.SupernetTrialProbe, "finetune", finetune)
     results = method.search_trials(ctxs)
     assert results[2] == (None, reason)
     for t in (0, 1):

@@ -61,7 +61,7 @@ class SearchFinish:
             genotypes = [self.discretization.genotype(run.space, p, c.ops) for p, c in zip(probs, run.ctxs)]
         elif run.k == 1:
             genotypes = [self.discretization.genotype(run.space, probs[0], ctx.ops, SupernetProbe(self, run))]
-        else:  # the K trials' rule at once, on their own scores (trial_finish.TrialProbe)
+        else:  # the K trials' rule at once, on their own scores (trial_finish.SupernetTrialProbe)
             genotypes = probed_genotypes(self, run, probs)
         if "genotype-mask" in getattr(run.space, "capabilities", ()):
             # The derived architecture inside the supernet, with the supernet's weights (issue 12).

@@ -5,7 +5,7 @@ go into the K-trial supernet's candidates (``SearchFinish._load_pretrained``).
 
 DARTS+PT's discretization (``probed_genotypes``) scores the supernet with each candidate of a
 position masked out and fine-tunes it between decisions. The K trials run it as one computation
-(``TrialProbe``): every score evaluates all K supernets, each masked at the same position, on each
+(``SupernetTrialProbe``): every score evaluates all K supernets, each masked at the same position, on each
 trial's own probe batches and noise; each trial decides on its own scores; the fine-tuning trains
 the K supernets with their own decided weights, each on its own data and noise streams, with the
 run's weight optimizer (Adam and SGD act elementwise). A trial whose fine-tuning diverges fails
@@ -51,12 +51,12 @@ def load_candidates(targets: list, index: int, sources: list, failed: list[str])
                 poison_trial(target.ops[index], k, t)
 
 
-class TrialProbe:
+class SupernetTrialProbe:
     """``SupernetProbe``'s score and fine-tuning for the K trials of a batched run at once: the same
     ``PROBE_BATCHES`` validation batches per trial (its own seed), the same fixed noise, eval mode."""
 
-    def __init__(self, search, run: SearchRun) -> None:
-        self.search, self.run = search, run
+    def __init__(self, run: SearchRun) -> None:
+        self.run = run
         seeds = [c.streams.seed("eval") + PROBE_SEED_OFFSET for c in run.ctxs]
         generators = [torch.Generator().manual_seed(seed) for seed in seeds]
         self.batches = [run.ctx.task.sample_trials(generators, "val") for _ in range(PROBE_BATCHES)]
@@ -90,11 +90,11 @@ class TrialProbe:
 
 def probed_genotypes(search, run: SearchRun, probabilities: list[torch.Tensor]) -> list:
     """Every trial's genotype from a rule that probes and fine-tunes the supernet (DARTS+PT), the K
-    trials at once (``TrialProbe``). Every trial that has not failed takes part, also one that
+    trials at once (``SupernetTrialProbe``). Every trial that has not failed takes part, also one that
     early stopping ended (alone it runs the rule too); a failed trial gets the argmax genotype as a
     placeholder (its outcome is its failure)."""
     failures = run.batch.failures
     failures.active = failures.succeeded.clone()
-    genotypes = search.discretization.trial_genotypes(run.space, probabilities, run.ctx.ops, TrialProbe(search, run))
+    genotypes = search.discretization.trial_genotypes(run.space, probabilities, run.ctx.ops, SupernetTrialProbe(run))
     return [ArgmaxDiscretization().genotype(run.space, p, run.ctx.ops) if failures.reasons[t] else genotypes[t]
             for t, p in enumerate(probabilities)]
