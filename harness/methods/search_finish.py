@@ -14,7 +14,7 @@ from harness.methods.discretization import PerturbationSelection
 from harness.methods.hessian import dominant_eigenvalues
 from harness.methods.retrain import RetrainJob, train_trials
 from harness.methods.state import SearchState
-from harness.methods.supernet import PROBE_SEED_OFFSET, SearchRun, SupernetProbe, evaluating, mixed_ops
+from harness.methods.supernet import SearchRun, SupernetProbe, evaluating, mixed_ops, probe_seeds
 from harness.methods.training import evaluate_metrics, evaluate_trial_metrics
 from harness.methods.trial_finish import load_candidates, probed_genotypes
 from harness.spaces.trial_axis import load_trial_slices
@@ -129,9 +129,9 @@ class SearchFinish:
         if run.k == 1:
             return [self._dominant_eigenvalue(SupernetProbe(self, run), alphas[0], run.state)]
         ctxs = run.ctxs
-        batch = run.ctx.task.sample_trials(
-            [torch.Generator().manual_seed(c.streams.seed("eval") + PROBE_SEED_OFFSET) for c in ctxs], "val")
-        noise_seeds = [c.streams.seed("eval") + PROBE_SEED_OFFSET + 1 for c in ctxs]
+        seeds = [probe_seeds(c) for c in ctxs]
+        batch = run.ctx.task.sample_trials([torch.Generator().manual_seed(b) for b, _ in seeds], "val")
+        noise_seeds = [noise_seed for _, noise_seed in seeds]
 
         def probe_loss(a: torch.Tensor) -> torch.Tensor:
             with evaluating(run.model, run.state):

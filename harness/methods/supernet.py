@@ -25,6 +25,12 @@ PROBE_BATCHES = 4
 PROBE_SEED_OFFSET = 2  # probe batches come from the trial's eval seed + 2, their noise from + 3
 
 
+def probe_seeds(ctx: MethodContext) -> tuple[int, int]:
+    """(seed of a trial's probe batches, seed of their fixed noise), from its evaluation stream."""
+    seed = ctx.streams.seed("eval") + PROBE_SEED_OFFSET
+    return seed, seed + 1
+
+
 @dataclass
 class Mixer:
     """Replaces the plain weighted sum in every mixed op (installed through ``OpContext.mixer``).
@@ -159,7 +165,7 @@ class SupernetProbe:
     def __init__(self, search: ComposedSearch, run: SearchRun) -> None:
         self.search, self.run = search, run
         self._batches: list | None = None
-        self.noise_seed = run.ctx.streams.seed("eval") + PROBE_SEED_OFFSET + 1
+        self.batch_seed, self.noise_seed = probe_seeds(run.ctx)
 
     @property
     def batches(self) -> list:
@@ -168,7 +174,7 @@ class SupernetProbe:
             raise ValueError("the supernet probe scores one trial's supernet; this run holds K > 1 trials")
         if self._batches is None:
             ctx = self.run.ctx
-            gen = torch.Generator().manual_seed(ctx.streams.seed("eval") + PROBE_SEED_OFFSET)
+            gen = torch.Generator().manual_seed(self.batch_seed)
             self._batches = [ctx.task.sample(gen, "val") for _ in range(PROBE_BATCHES)]
         return self._batches
 

@@ -21,9 +21,9 @@ from harness.methods.discretization import ArgmaxDiscretization
 from harness.methods.supernet import (
     FINETUNE_WHERE,
     PROBE_BATCHES,
-    PROBE_SEED_OFFSET,
     SearchRun,
     evaluating,
+    probe_seeds,
 )
 from harness.spaces.trial_axis import shared_key, trial_view
 
@@ -57,10 +57,10 @@ class SupernetTrialProbe:
 
     def __init__(self, run: SearchRun) -> None:
         self.run = run
-        seeds = [c.streams.seed("eval") + PROBE_SEED_OFFSET for c in run.ctxs]
-        generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        seeds = [probe_seeds(c) for c in run.ctxs]
+        generators = [torch.Generator().manual_seed(batch_seed) for batch_seed, _ in seeds]
         self.batches = [run.ctx.task.sample_trials(generators, "val") for _ in range(PROBE_BATCHES)]
-        self.noise_seeds = [seed + 1 for seed in seeds]
+        self.noise_seeds = [noise_seed for _, noise_seed in seeds]
 
     @torch.no_grad()
     def scores(self, weights: torch.Tensor) -> list[float]:
@@ -94,7 +94,7 @@ def probed_genotypes(search, run: SearchRun, probabilities: list[torch.Tensor]) 
     early stopping ended (alone it runs the rule too); a failed trial gets the argmax genotype as a
     placeholder (its outcome is its failure)."""
     failures = run.batch.failures
-    failures.active = failures.succeeded.clone()
+    failures.active = failures.succeeded
     genotypes = search.discretization.trial_genotypes(run.space, probabilities, run.ctx.ops, SupernetTrialProbe(run))
     return [ArgmaxDiscretization().genotype(run.space, p, run.ctx.ops) if failures.reasons[t] else genotypes[t]
             for t, p in enumerate(probabilities)]

@@ -34,10 +34,10 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harness.atomic import atomic_writer
-from harness.runner.spec import derived_fields
+from harness.runner.spec import derived_fields, is_number
 from harness.runner.store import TrialStore
 
 if TYPE_CHECKING:
@@ -152,10 +152,6 @@ def read_trials_parquet(path: str | os.PathLike) -> list[dict]:
     return records
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _scalar_kind(values: list) -> str | None:
     """The one Arrow type that holds every non-null value exactly, or None (then JSON text)."""
     present = [v for v in values if v is not None]
@@ -165,7 +161,7 @@ def _scalar_kind(values: list) -> str | None:
         return BOOL
     if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
         return INT
-    if all(_is_number(v) for v in present):
+    if all(is_number(v) for v in present):
         return FLOAT
     if all(isinstance(v, str) for v in present):
         return STRING

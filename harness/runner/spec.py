@@ -140,8 +140,13 @@ def derived_fields(record: dict) -> dict[str, Any]:
     out: dict[str, Any] = {"variant": RowSpec.from_record(record).variant}
     for col in DIAGNOSTIC_COLUMNS:
         value = extra.get(col)
-        out[col] = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        out[col] = value if is_number(value) else None
     return out
+
+
+def is_number(value: Any) -> bool:
+    """An int or float JSON value (a bool is not a number here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def setting_items(hp_overrides: dict, options: dict) -> list[tuple[str, object]]:
