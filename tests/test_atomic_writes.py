@@ -159,9 +159,9 @@ ALLOWED = {
         "hpbandster's append-only results.json log",
     ("harness/tune/runlog.py", "RunLog._append", "open(a)"):
         "the tuner's append-only configs/results logs (readers skip a torn last line)",
-    ("harness/tune/bohb.py", "_end_with_newline", "open(rb+)"):
+    ("harness/tune/bohb_logs.py", "_end_with_newline", "open(rb+)"):
         "ends a torn last line of an append-only log with a newline, in place (what the next append needs)",
-    ("harness/tune/bohb.py", "load_previous_result", "write_text"):
+    ("harness/tune/bohb_logs.py", "load_previous_result", "write_text"):
         "scratch copies in a TemporaryDirectory that is deleted right after",
     ("harness/tune/bohb.py", "HpBandSterTuner._start_processes", "open(w)"):
         "a worker process's live log file, streamed while the worker runs",

@@ -311,7 +311,7 @@ def test_bohb_through_pyro_finishes_and_is_deterministic_with_one_worker():
 
 
 def test_warm_start_patches_crashed_runs(tmp_path):
-    from harness.tune.bohb import load_previous_result, load_runs, logged_iterations
+    from harness.tune.bohb_logs import load_previous_result, load_runs, logged_iterations
 
     config = {"param_lr": 0.1}
     (tmp_path / "configs.json").write_text(
@@ -331,9 +331,9 @@ def test_warm_start_patches_crashed_runs(tmp_path):
     previous = load_previous_result(tmp_path, failure_loss=77.0)
     assert previous.data[(1, 0, 0)].results[1.0]["loss"] == 77.0
     # a resumed logger starts after the cut line, so its own records stay readable
-    from harness.tune.bohb import _make_tune_logger_class
+    from harness.tune.bohb_logs import make_tune_logger_class
 
-    logger = _make_tune_logger_class()(tmp_path, iteration_offset=2)
+    logger = make_tune_logger_class()(tmp_path, iteration_offset=2)
     logger.new_config((0, 0, 0), {"param_lr": np.float64(0.2)}, {})
     assert load_runs(tmp_path)[-1].config_id == (1, 0, 0) and logged_iterations(tmp_path) == 3
 

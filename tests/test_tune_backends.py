@@ -26,7 +26,7 @@ from test_tune import TINY as TUNE_TINY  # noqa: E402  (the tiny tuning file)
 from harness.runner.spec import STATUS_OK, TrialResult  # noqa: E402
 from harness.tune import TABLE7, Budgets, TrialObjective  # noqa: E402
 from harness.tune.__main__ import main  # noqa: E402
-from harness.tune.bohb import load_runs  # noqa: E402
+from harness.tune.bohb_logs import load_runs  # noqa: E402
 from harness.tune.config import TuneConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

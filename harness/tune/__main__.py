@@ -211,7 +211,7 @@ def finish(config: TuneConfig, folder: Path, result: TuneResult) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from harness.tune.bohb import has_logs, load_runs, logged_iterations
+    from harness.tune.bohb_logs import has_logs, load_runs, logged_iterations
 
     if args.scheduler and args.executor != "dask":
         print("error: --scheduler needs --executor dask", file=sys.stderr)
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _tune(config: TuneConfig, folder: Path, args, done: int, todo: int) -> int:
-    from harness.tune.bohb import load_runs
+    from harness.tune.bohb_logs import load_runs
 
     write_json_atomic(
         folder / "tune.json",
@@ -290,7 +290,8 @@ def _tune_hpbandster(config: TuneConfig, folder: Path, args, done: int, todo: in
 def _optimize(config: TuneConfig, folder: Path, args, done: int, todo: int, objective, workers: int) -> int:
     """Run BOHB with ``workers`` workers evaluating ``objective``, then write the summary."""
     from harness.tune import pyro_hmac
-    from harness.tune.bohb import HpBandSterTuner, load_runs
+    from harness.tune.bohb import HpBandSterTuner
+    from harness.tune.bohb_logs import load_runs
 
     key = (pyro_hmac.active_key() or b"").decode()
 

@@ -53,7 +53,7 @@ def make_tuner(config: Any, folder: Path, args: Any, on_run: Callable, cluster: 
 
 def run_backend(config: Any, folder: Path, args: Any, todo: int, progress_class: type, finish: Callable) -> int:
     """Run ``todo`` iterations' worth of ``config.backend``, then write the summary with ``finish``."""
-    from harness.tune.bohb import load_runs
+    from harness.tune.bohb_logs import load_runs
 
     budgets = config.budgets
     total = budgets.n_evaluations(todo) if config.backend == "smac" else None  # optuna: not known ahead

@@ -1,7 +1,7 @@
 """What every tuning backend shares: safe evaluation, the live logs, and the backend registry.
 
 The maintained backends (SMAC3, Optuna) write their evaluations in hpbandster's live-log format
-(``configs.json``, ``results.json``: one JSON array per line), so ``bohb.load_runs``, the
+(``configs.json``, ``results.json``: one JSON array per line), so ``bohb_logs.load_runs``, the
 "folder already holds a run" check, the plots and ``best_hyperparameters.json`` read every backend's
 folder the same way, and each evaluation's trial records go to the folder's ``trials.jsonl``.
 """
@@ -78,7 +78,7 @@ class RunLog:
     store, and reports each to ``on_run``. Thread-safe: Optuna may evaluate in several threads."""
 
     def __init__(self, folder: str | os.PathLike, on_run: RunCallback | None = None) -> None:
-        from harness.tune.bohb import CONFIGS_FILE, RESULTS_FILE
+        from harness.tune.bohb_logs import CONFIGS_FILE, RESULTS_FILE
 
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
