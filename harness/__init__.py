@@ -1,6 +1,7 @@
 """harness: hyperparameter-robustness benchmarking of differentiable architecture search.
 
-Layers, with one-way imports: problems -> spaces -> methods -> runner -> stats/report -> study.
+Layers, with one-way imports (tests/test_layers.py): problems -> tasks -> spaces -> methods ->
+runner -> stats -> report -> study, tune -> cli.
 """
 
 __version__ = "0.1.0"
