@@ -45,8 +45,12 @@ def _same(loop, batched, n_test: int = 40) -> None:
 
 @pytest.mark.parametrize("method", ["darts", "random"])
 def test_batched_trials_equal_loop_trials(data_dir, method):
-    """Every trial matches the loop: same genotype, alphas to 1e-4, scores to one test image."""
-    specs = _specs(method)
+    """Every trial matches the loop: same genotype, alphas to 1e-4, scores to one test image.
+    One epoch: its alphas agree to 5e-9. In a second epoch Adam can lift the rounding of a
+    near-zero gradient entry far above it (measured 2026-12-01 on an AVX-512 Xeon: seed 2's alphas
+    1.1e-5 apart at 14 of 224 entries, the others 5e-9; genotypes and scores still equal), and
+    where it happens depends on the CPU's kernels, as in the mixers' test below."""
+    specs = _specs(method, epochs=1)
     assert batching_reason(specs[0]) == ""
     batched = run_batch(specs, "cpu", batched=True)
     assert all(r.provenance["engine"] == "trial-axis" and r.extra["batch_size"] == 3 for r in batched)
@@ -128,8 +132,37 @@ def test_second_order_gradient_equals_the_loop_estimator_per_trial():
     assert not torch.equal(grad[0], grad[1])
 
 
-def test_staged_methods_run_one_trial_at_a_time(data_dir):
-    assert "P-DARTS's stages keep different ops per trial" in batching_reason(_specs("p-darts")[0])
+def test_p_darts_runs_batched_on_cells_each_trial_keeping_its_own_ops(data_dir, monkeypatch):
+    """P-DARTS's stages on the trial axis of the cell space: each trial keeps its own ops. A dropped
+    op with per-trial state (pooling's BatchNorm, the reduction cells' factorized-reduce skip) runs
+    for every trial with weight 0 where it was dropped, its dropout drawing for the keeping trials
+    only; a stateless one (the normal cells' identity skip) runs for the keeping trials only. Every
+    trial of the K = 3 batch ends as it ends alone, and as beside other batch mates (bit for bit)."""
+    from harness.methods.progressive import ProgressiveSearch
+
+    masks = []
+    real = ProgressiveSearch.start
+
+    def spy(self, ctxs, space, epochs, op_mask=None, hooks=None):
+        if len(ctxs) > 1 and op_mask is not None:
+            masks.append(op_mask.clone())
+        return real(self, ctxs, space, epochs, op_mask, hooks)
+
+    monkeypatch.setattr(ProgressiveSearch, "start", spy)
+    stages = {"cell_stage_cells": [2, 3], "cell_stage_ops_kept": [8, 3], "cell_stage_dropout": [0.3, 0.5]}
+    specs = _specs("p-darts", epochs=2, method=stages)
+    assert batching_reason(specs[0]) == ""
+    batched = run_batch(specs, "cpu", batched=True)
+    assert masks and any(not torch.equal(m[0], m[t]) for m in masks for t in range(1, 3))  # trials kept other ops
+    for spec, result in zip(specs, batched):
+        assert result.extra["batch_size"] == 3
+        alone = run_trial(spec, "cpu")
+        _same(alone, result)
+        assert result.extra["stages"] == alone.extra["stages"] == [
+            {"cells": 2, "epochs": 1, "ops_kept": 8}, {"cells": 3, "epochs": 1, "ops_kept": 3}]
+    others = run_batch(_specs("p-darts", seeds=(5, 1), epochs=2, method=stages), "cpu", batched=True)
+    assert others[1].final_alphas == batched[1].final_alphas and others[1].genotype == batched[1].genotype
+    assert others[1].arch_score == batched[1].arch_score
 
 
 @pytest.mark.parametrize("method,extra", [

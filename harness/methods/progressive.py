@@ -79,17 +79,12 @@ class ProgressiveSearch(ComposedSearch):
             mask[i, previous[source].topk(keep).indices] = True
         return mask
 
-    def trial_axis_reason(self, space) -> str:
-        if "cells" in getattr(space, "capabilities", ()):
-            # A cell's parameter-free candidates hold per-trial BatchNorm statistics, so an op that
-            # only some trials keep cannot run for those alone (the 1D mixer's subset path).
-            return "P-DARTS's stages keep different ops per trial, which a cell runs one trial at a time"
-        return super().trial_axis_reason(space)
-
     def search_trials(self, ctxs: list[MethodContext]) -> list[tuple[SearchOutcome | None, str]]:
         """Stage by stage over K trials: each trial keeps its own best ops (a (K, positions, ops)
-        op mask; an op a trial dropped runs only for the trials that keep it, so its draws and
-        statistics stay each trial's own). Where that is not possible, one trial at a time."""
+        op mask). An op some trials dropped runs only for the trials that keep it, or, where it holds
+        per-trial state (weights, a cell's BatchNorm statistics), for all with weight 0 for the
+        others; either way its draws stay the keeping trials' own (``supernet.Mixer``). On a space
+        without the trial axis, one trial at a time."""
         ctx, k = ctxs[0], len(ctxs)
         if k > 1 and self.trial_axis_reason(ctx.space):
             return [result for c in ctxs for result in self.search_trials([c])]

@@ -125,8 +125,8 @@ class ComposedSearch(SearchSteps, SearchFinish):
 
     def trial_axis_reason(self, space) -> str:
         """Empty when several trials of this method run as one computation on ``space``, else why
-        each trial runs alone (K = 1 of the same engine): a space without the trial axis, or a
-        component that cannot act per trial there (P-DARTS on cells: ``ProgressiveSearch``)."""
+        each trial runs alone (K = 1 of the same engine): a space without the trial axis. A
+        component that cannot act per trial on some space overrides this with its reason."""
         if "trial-axis" not in getattr(space, "capabilities", ()):
             return f"space {getattr(space, 'name', space)!r} has no trial axis"
         return ""

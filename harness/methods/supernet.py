@@ -62,16 +62,23 @@ class Mixer:
         return None if bool(keep.all()) else torch.nonzero(keep).flatten().tolist()
 
     @staticmethod
-    def _term(op, name: str, u: torch.Tensor, op_ctx, pos: int, weight: torch.Tensor, state, hooks) -> torch.Tensor:
-        """weight * op(u), with the hooks on the op's input and output."""
-        x = u
-        for hook in hooks:
-            if hasattr(hook, "op_input"):
-                x = hook.op_input(x, name, pos, state)
-        y = op(x, op_ctx)
-        for hook in hooks:
-            if hasattr(hook, "op_output"):
-                y = hook.op_output(y, name, pos, state)
+    def _term(op, name: str, u: torch.Tensor, op_ctx, pos: int, weight: torch.Tensor, state, hooks,
+              owners: list[int] | None = None) -> torch.Tensor:
+        """weight * op(u), with the hooks on the op's input and output; with ``owners``, the op runs
+        for every trial but the hooks act on (and draw for) the owners' trial blocks only."""
+        index = None if owners is None else torch.tensor(owners, device=u.device)
+        hook_state = state if owners is None else TrialStates([state.states[t] for t in owners])
+
+        def hooked(x: torch.Tensor, method: str) -> torch.Tensor:
+            applied = [hook for hook in hooks if hasattr(hook, method)]
+            if not applied:
+                return x
+            part = x if index is None else select_blocks(x, index, weight.shape[0])
+            for hook in applied:
+                part = getattr(hook, method)(part, name, pos, hook_state)
+            return part if index is None else replace_blocks(x, part, index, weight.shape[0])
+
+        y = hooked(op(hooked(u, "op_input"), op_ctx), "op_output")
         return trial_weight(weight, y) * y
 
     @property
@@ -95,16 +102,18 @@ class Mixer:
             owners = self._owners(pos, k)
             if owners is not None and not owners:
                 continue
-            if owners is not None and _holds_state(op):
-                # An op with per-trial weights runs for every trial; a trial that dropped it mixes
-                # it with weight exactly 0 (softmax of -inf), and it draws nothing.
-                owners = None
+            weight = weights[k] if weights.dim() == 1 else weights[:, k]
             if owners is None:
-                term = self._term(op, name, u, op_ctx, pos, weights[k] if weights.dim() == 1 else weights[:, k],
-                                  self.state, hooks)
+                term = self._term(op, name, u, op_ctx, pos, weight, self.state, hooks)
+            elif _holds_state(op):
+                # An op with per-trial weights or statistics (a cell's pooling BatchNorm) cannot be
+                # cut by trial: it runs for every trial, a trial that dropped it mixes it with weight
+                # exactly 0 (softmax of -inf), and the hooks draw for the trials that keep it only.
+                term = self._term(op, name, u, op_ctx, pos, weight, self.state, hooks, owners)
             else:  # some trials dropped the op: it runs for the others only (their draws, as alone)
                 index = torch.tensor(owners, device=u.device)
-                part = self._term(op, name, select_blocks(u, index, weights.shape[0]), op_ctx.select(owners), pos,
+                owner_ctx = None if op_ctx is None else op_ctx.select(owners)  # a cell's ops take no context
+                part = self._term(op, name, select_blocks(u, index, weights.shape[0]), owner_ctx, pos,
                                   weights[index, k], TrialStates([self.state.states[t] for t in owners]), hooks)
                 term = scatter_blocks(part, index, weights.shape[0])
             out = term if out is None else out + term
@@ -121,14 +130,24 @@ class Mixer:
 
 
 def _holds_state(op) -> bool:
-    return isinstance(op, torch.nn.Module) and (
-        any(True for _ in op.parameters()) or any(True for _ in op.buffers()))
+    """Whether ``op`` (or the module a cell edge calls, ``darts_cell.mixing._Call.module``) has
+    parameters or buffers, i.e. per-trial state that a subset of the trial axis cannot run alone."""
+    module = getattr(op, "module", op)
+    return isinstance(module, torch.nn.Module) and (
+        any(True for _ in module.parameters()) or any(True for _ in module.buffers()))
 
 
 def select_blocks(x: torch.Tensor, index: torch.Tensor, k: int) -> torch.Tensor:
     """The trial blocks ``index`` of dim 1 of ``x``, which holds K equal blocks."""
     blocks = x.reshape(x.shape[0], k, x.shape[1] // k, *x.shape[2:])
     return blocks.index_select(1, index).reshape(x.shape[0], -1, *x.shape[2:])
+
+
+def replace_blocks(x: torch.Tensor, part: torch.Tensor, index: torch.Tensor, k: int) -> torch.Tensor:
+    """``x`` with its trial blocks ``index`` (dim 1 holds K equal blocks) replaced by ``part``."""
+    blocks = x.reshape(x.shape[0], k, x.shape[1] // k, *x.shape[2:])
+    new = part.reshape(part.shape[0], len(index), x.shape[1] // k, *part.shape[2:])
+    return blocks.index_copy(1, index, new).reshape(x.shape)
 
 
 def scatter_blocks(part: torch.Tensor, index: torch.Tensor, k: int) -> torch.Tensor:

@@ -68,8 +68,8 @@ class _Call:
     """``op(x, ctx)`` -> ``op(x)``: a cell op called as a 1D op is (an object, not a closure, so a
     copied or pickled network keeps calling its own modules)."""
 
-    def __init__(self, op: CandidateOp) -> None:
-        self.op = op
+    def __init__(self, module: CandidateOp) -> None:
+        self.module = module  # what a mixer asks for per-trial state (parameters, BatchNorm statistics)
 
     def __call__(self, x: torch.Tensor, ctx: object = None) -> torch.Tensor:
-        return self.op(x)
+        return self.module(x)
