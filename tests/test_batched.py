@@ -167,8 +167,7 @@ def test_plan_batches_groups_rows_and_shares_them_among_workers():
 
 def test_plan_batches_sends_rows_that_run_alone_one_trial_at_a_time():
     """A row that runs one trial at a time (here p-darts, declared so; e.g. a space without the
-    trial axis): grouped, its
-    finished trials would wait for their batch."""
+    trial axis): grouped, its finished trials would wait for their batch."""
     specs = [spec(m, seed=s) for s in range(6) for m in ("das", "p-darts")]
     batches = plan_batches(specs, workers=2, max_batch=32, batchable=lambda s: s.method != "p-darts")
     loop = [b for b in batches if b[0].method == "p-darts"]
