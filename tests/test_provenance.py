@@ -17,6 +17,7 @@ from harness.report import write_report
 from harness.report.provenance import NOT_RECORDED, provenance_groups, provenance_note
 from harness.runner.provenance import (
     PACKAGE_ROOT,
+    cpu_model,
     device_text,
     git_commit,
     git_dirty,
@@ -45,6 +46,7 @@ def test_a_trial_alone_and_a_batch_record_where_and_how_they_ran():
     assert (prov["torch"], prov["numpy"], prov["harness"]) == (torch.__version__, numpy.__version__,
                                                                harness.__version__)
     assert (prov["device"], prov["device_name"]) == ("cpu", None)
+    assert (prov["cpu"], prov["cpu_capability"]) == (cpu_model(), torch.backends.cpu.get_cpu_capability())
     assert prov["commit"] == git_commit() and prov["dirty"] == (git_dirty() if prov["commit"] else None)
     assert (prov["engine"], prov["batch_trials"]) == ("alone", 1)
     for r in pair:
@@ -93,7 +95,8 @@ def test_trial_engine_reads_new_and_old_records():
 
 
 def _prov(**changes) -> dict:
-    base = {"host": "a", "harness": "0.1.0", "torch": "2.13.0", "numpy": "2.4.6", "python": "3.11.7",
+    base = {"host": "a", "cpu": "Xeon", "cpu_capability": "AVX512", "harness": "0.1.0", "torch": "2.13.0",
+            "numpy": "2.4.6", "python": "3.11.7",
             "commit": "0123456789abcdef", "dirty": False, "device": "cpu", "device_name": None, "threads": 1,
             "engine": "trial-axis", "batch_trials": 4}
     return {**base, **changes}
@@ -108,7 +111,8 @@ def _mixed_records() -> list[dict]:
     for r in records[:3]:
         r["provenance"] = _prov(batch_trials=3 if r is records[0] else 4)  # K is not part of the group
     for r in records[3:5]:
-        r["provenance"] = _prov(host="b", device="cuda:0", device_name="NVIDIA H200", dirty=True)
+        r["provenance"] = _prov(host="b", device="cuda:0", device_name="NVIDIA H200", dirty=True, cpu=None,
+                                cpu_capability=None)  # stored before the CPU was recorded
     records[5]["extra"]["engine"] = "loop"  # stored before provenance; records[6] has no engine either
     return records
 
@@ -120,6 +124,7 @@ def test_report_counts_trials_per_provenance_with_legacy_records_as_one_group(tm
     groups = provenance_groups(store.dataframe())
     assert groups["trials"].tolist() == [3, 2, 2]
     assert groups["host"].tolist() == ["a", "b", NOT_RECORDED]
+    assert groups["cpu"].tolist() == ["Xeon (AVX512)", "unknown", NOT_RECORDED]
     assert groups["device"].tolist() == ["cpu", "cuda:0 (NVIDIA H200)", NOT_RECORDED]
     assert groups["commit"].tolist() == ["0123456789", "0123456789 (modified)", NOT_RECORDED]
     assert groups["engine"].tolist() == ["trial-axis", "trial-axis", "alone"]  # legacy: extra.engine "loop"
@@ -136,6 +141,8 @@ def test_one_environment_has_no_note_and_a_store_without_provenance_is_one_group
     assert provenance_note(groups) == ""
     same = provenance_groups(pd.DataFrame({"provenance": [_prov(), _prov(batch_trials=2)]}))
     assert same["trials"].tolist() == [2] and provenance_note(same) == ""
+    other_cpu = provenance_groups(pd.DataFrame({"provenance": [_prov(), _prov(cpu_capability="AVX2")]}))
+    assert other_cpu["trials"].tolist() == [1, 1] and "CPU models" in provenance_note(other_cpu)
 
 
 def test_the_report_has_the_provenance_table_and_says_when_environments_differ(tmp_path):
@@ -146,7 +153,7 @@ def test_the_report_has_the_provenance_table_and_says_when_environments_differ(t
     md = (store.folder / "summary.md").read_text()
     assert md.count("This study's trials come from 3 environments") == 2  # the head and the section
     section = md.split("## Provenance")[1].split("\n## ")[0]
-    assert "| b | cuda:0 (NVIDIA H200) |" in section and f"| {NOT_RECORDED} |" in section
+    assert "| b | unknown | cuda:0 (NVIDIA H200) |" in section and f"| {NOT_RECORDED} |" in section
     assert "Provenance" in (store.folder / "report.html").read_text()
 
 

@@ -73,11 +73,12 @@ def test_run_in_progress_resumes(folder):
 
 @pytest.mark.parametrize("method", ["das", "e2rnas"])
 def test_a_stored_method_trial_recomputes_bit_for_bit(method):
-    """results/methods_blur_quick (loop engine) still recomputes exactly: refactors of the search
-    loop and the presets (e2rnas: the cost objectives and the MGDA combiner) change no number."""
+    """results/methods_blur_quick (loop engine) still recomputes: refactors of the search loop and
+    the presets (e2rnas: the cost objectives and the MGDA combiner) change no number (bit for bit on
+    the CPU that stored it, else within the rounding between CPUs: ``recompute_check``)."""
     import json
 
-    import torch
+    from recompute_check import assert_recomputes
 
     from harness.runner.spec import RowSpec
     from harness.runner.trial import run_trial
@@ -86,9 +87,7 @@ def test_a_stored_method_trial_recomputes_bit_for_bit(method):
     stored = next(r for r in records if r["method"] == method and r["seed"] == 0 and r["hp_set"] == "H1")
     spec = RowSpec.from_record(stored).trial(0)
     assert spec.trial_id == stored["trial_id"]
-    fresh = run_trial(spec, "cpu")
-    assert fresh.arch_score == stored["arch_score"] and fresh.genotype == stored["genotype"]
-    assert torch.equal(torch.tensor(fresh.final_alphas), torch.tensor(stored["final_alphas"]))
+    assert_recomputes(run_trial(spec, "cpu"), stored)
 
 
 def test_reproduce_lists_every_reference_study_and_writes_an_index(tmp_path, capsys):

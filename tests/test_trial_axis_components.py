@@ -68,8 +68,9 @@ def _first_alpha_gradients(method_name: str, seeds, space: str) -> list[torch.Te
 # Relative tolerance per preset where 1e-5 is too tight. SDARTS-ADV: its PGD perturbation is
 # bitwise the trial's alone, but the step under it leaves a small gradient (seed 4 on the
 # non-sequential space: max |g| 6.7e-3), so the grouped convolutions' rounding (1.7e-7 absolute,
-# as for the other seeds) is 2.5e-5 of it.
-RTOL = {"sdarts-adv": 5e-5}
+# as for the other seeds) is 2.5e-5 of it; on an AVX-512 Xeon (2026-12-01) seed 4 on the sequential
+# space is 6.6e-5 of its max |g| (the other seeds and space: under 7e-7).
+RTOL = {"sdarts-adv": 2e-4}
 
 
 class _Stop(Exception):

@@ -35,9 +35,10 @@ SETTINGS = {
     "darts-pt": ("H1", {"alpha_lr": 0.05, "param_optimizer": "sgd", "param_lr": 0.01}),
 }
 ONESHOT_RTOL, ALPHA_ATOL = 1e-4, 1e-5
-# DAS-single: the lone trial pre-trains with other float rounding (see above); measured up to
-# 3.2e-4 in alpha and 3.4e-4 relative in the one-shot PSNR.
-DAS_SINGLE_ALPHA_ATOL, DAS_SINGLE_ONESHOT_RTOL = 2e-3, 2e-3
+# DAS-single: the lone trial pre-trains with other float rounding (see above), which Adam on alpha
+# (lr 0.025) carries into alpha: measured up to 3.2e-4 in alpha and 3.4e-4 relative in the one-shot
+# PSNR on the CPU of 2026-11-30, 2.2e-3 at one alpha entry on an AVX-512 Xeon (2026-12-01).
+DAS_SINGLE_ALPHA_ATOL, DAS_SINGLE_ONESHOT_RTOL = 5e-3, 2e-3
 SHORT_PT = {"finetune_steps": 3}  # DARTS+PT's fine-tuning between decisions, shortened
 FINETUNE_RTOL = 1e-2
 

@@ -59,7 +59,8 @@ STRUCT_COLUMNS = ("oneshot_metrics", "arch_metrics", "provenance")
 # Provenance's fields (harness.runner.provenance.trial_provenance) are always in the struct, so
 # ``provenance.engine`` also works on a study whose records predate provenance (it is null there).
 PROVENANCE_FIELDS: dict[str, str] = {
-    "host": STRING, "harness": STRING, "torch": STRING, "numpy": STRING, "python": STRING, "commit": STRING,
+    "host": STRING, "cpu": STRING, "cpu_capability": STRING, "harness": STRING, "torch": STRING, "numpy": STRING,
+    "python": STRING, "commit": STRING,
     "dirty": BOOL, "device": STRING, "device_name": STRING, "threads": INT, "engine": STRING, "batch_trials": INT,
 }
 JSON_COLUMNS = ("overrides", "options", "genotype", "final_alphas", "alpha_history", "extra")

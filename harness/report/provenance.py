@@ -1,7 +1,7 @@
 """The report's provenance table: how many trials ran in each environment.
 
-Why: a study resumes from its store, possibly on another host, device, thread count, engine or
-code version, and float rounding differs between them; the report says so instead of pooling
+Why: a study resumes from its store, possibly on another host, CPU, device, thread count, engine
+or code version, and float rounding differs between them; the report says so instead of pooling
 silently. Records stored before provenance was recorded form one "not recorded" group (its engine
 column still names the engines their ``extra.engine`` recorded).
 """
@@ -16,7 +16,7 @@ from harness.runner.provenance import trial_engine
 NOT_RECORDED = "not recorded"
 UNKNOWN = "unknown"
 # The columns of a provenance group, in table order (``provenance_groups``).
-PROVENANCE_COLUMNS = ("host", "device", "threads", "engine", "harness", "torch", "numpy", "commit")
+PROVENANCE_COLUMNS = ("host", "cpu", "device", "threads", "engine", "harness", "torch", "numpy", "commit")
 COMMIT_CHARS = 10
 
 
@@ -33,7 +33,10 @@ def provenance_key(prov: dict) -> tuple[str, ...]:
     commit = str(prov["commit"])[:COMMIT_CHARS] if prov.get("commit") else UNKNOWN
     if prov.get("commit") and prov.get("dirty"):
         commit += " (modified)"
-    cells = {**{c: _cell(prov.get(c)) for c in PROVENANCE_COLUMNS}, "device": device, "commit": commit}
+    cpu = _cell(prov.get("cpu"))
+    if prov.get("cpu_capability"):
+        cpu = f"{cpu} ({prov['cpu_capability']})"
+    cells = {**{c: _cell(prov.get(c)) for c in PROVENANCE_COLUMNS}, "cpu": cpu, "device": device, "commit": commit}
     return tuple(cells[c] for c in PROVENANCE_COLUMNS)
 
 
@@ -77,14 +80,16 @@ def provenance_note(groups: pd.DataFrame, pointer: bool = True) -> str:
     see = "; see 'Provenance'" if pointer else ""
     return (
         f"This study's trials come from {len(groups)} environments{legacy}{see}. Float rounding differs "
-        "between engines and devices, so a trial rerun elsewhere may not match its record bit for bit."
+        "between engines, devices and CPU models, so a trial rerun elsewhere may not match its record bit "
+        "for bit."
     )
 
 
 def provenance_section(doc: Doc, groups: pd.DataFrame) -> None:
     doc.heading("Provenance")
     doc.text(
-        "Trials per environment they ran in, measured in the worker process: host, device, torch threads, "
+        "Trials per environment they ran in, measured in the worker process: host, CPU model (with the "
+        "instruction set torch's kernels use; 'unknown' before 2026-12-01), device, torch threads, "
         "engine ('trial-axis': K > 1 seeds of a row as one computation; 'alone': one trial), the versions of "
         "harness, torch and numpy, and the harness git commit ('(modified)': the package's tracked files "
         f"differed from it). '{NOT_RECORDED}': records stored before provenance was recorded (their engine "

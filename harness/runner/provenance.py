@@ -1,9 +1,11 @@
-"""Where and how a trial ran: host, device, threads, engine, versions and the harness's git commit.
+"""Where and how a trial ran: host, CPU, device, threads, engine, versions and the harness's git commit.
 
 Why: a study resumes from its store, possibly on another machine, device or engine, and float
 rounding differs between them (the trial axis rounds differently from a trial alone; a GPU from a
-CPU). Each record therefore carries its provenance, measured in the process that ran the trial
-(a worker, not the process that stores it), and the report counts trials per provenance.
+CPU; one CPU model from another, whose kernels use other vector instructions: a 5-epoch DAS trial
+stored on the CPU of 2026-11-30 retrains 0.03 dB apart on an AVX-512 Xeon). Each record therefore
+carries its provenance, measured in the process that ran the trial (a worker, not the process that
+stores it), and the report counts trials per provenance.
 
 Nothing here raises: a fact that cannot be measured (no git, not a checkout) is None. torch is
 imported only when a trial's provenance is measured, so readers of the store stay light.
@@ -55,6 +57,28 @@ def git_dirty(folder: str | os.PathLike = PACKAGE_ROOT, path: str = "harness") -
     return None if out is None else bool(out.strip())
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (``/proc/cpuinfo``; elsewhere ``platform.processor()``), None if unknown."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def cpu_capability() -> str | None:
+    """The vector instruction set torch's CPU kernels dispatch to ("AVX2", "AVX512", ...)."""
+    import torch
+
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except Exception:  # noqa: BLE001 - provenance never fails a trial
+        return None
+
+
 @functools.cache
 def _process_facts() -> dict[str, Any]:
     import numpy
@@ -65,6 +89,8 @@ def _process_facts() -> dict[str, Any]:
     commit = git_commit()
     return {
         "host": socket.gethostname(),
+        "cpu": cpu_model(),
+        "cpu_capability": cpu_capability(),
         "harness": str(harness.__version__),
         "torch": str(torch.__version__),  # TorchVersion, a str subclass: plain for JSON and Pyro
         "numpy": str(numpy.__version__),
@@ -75,9 +101,9 @@ def _process_facts() -> dict[str, Any]:
 
 
 def process_facts() -> dict[str, Any]:
-    """What is fixed for the life of a process (measured once per process, then cached): host,
-    versions of harness / torch / numpy / python, the git commit and whether the package is
-    modified. A copy, so a caller may change it."""
+    """What is fixed for the life of a process (measured once per process, then cached): host, CPU
+    model and the instruction set of torch's kernels, versions of harness / torch / numpy / python,
+    the git commit and whether the package is modified. A copy, so a caller may change it."""
     return dict(_process_facts())
 
 
