@@ -138,17 +138,9 @@ def test_p_darts_runs_batched_on_cells_each_trial_keeping_its_own_ops(data_dir, 
     for every trial with weight 0 where it was dropped, its dropout drawing for the keeping trials
     only; a stateless one (the normal cells' identity skip) runs for the keeping trials only. Every
     trial of the K = 3 batch ends as it ends alone, and as beside other batch mates (bit for bit)."""
-    from harness.methods.progressive import ProgressiveSearch
+    from test_trial_axis_stages import spy_batch_masks
 
-    masks = []
-    real = ProgressiveSearch.start
-
-    def spy(self, ctxs, space, epochs, op_mask=None, hooks=None):
-        if len(ctxs) > 1 and op_mask is not None:
-            masks.append(op_mask.clone())
-        return real(self, ctxs, space, epochs, op_mask, hooks)
-
-    monkeypatch.setattr(ProgressiveSearch, "start", spy)
+    masks = spy_batch_masks(monkeypatch)
     stages = {"cell_stage_cells": [2, 3], "cell_stage_ops_kept": [8, 3], "cell_stage_dropout": [0.3, 0.5]}
     specs = _specs("p-darts", epochs=2, method=stages)
     assert batching_reason(specs[0]) == ""

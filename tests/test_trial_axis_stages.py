@@ -12,7 +12,9 @@ from harness.runner import STATUS_OK
 from harness.runner.trial import batching_reason, run_batch, run_trial
 
 
-def test_p_darts_trials_in_a_batch_end_as_alone(monkeypatch):
+def spy_batch_masks(monkeypatch) -> list[torch.Tensor]:
+    """The (K, positions, ops) op masks P-DARTS's stages give a batch of K > 1 trials (filled as
+    they start): where two trials' masks differ, each kept its own ops."""
     masks = []
     real = ProgressiveSearch.start
 
@@ -22,6 +24,11 @@ def test_p_darts_trials_in_a_batch_end_as_alone(monkeypatch):
         return real(self, ctxs, space, epochs, op_mask, hooks)
 
     monkeypatch.setattr(ProgressiveSearch, "start", spy)
+    return masks
+
+
+def test_p_darts_trials_in_a_batch_end_as_alone(monkeypatch):
+    masks = spy_batch_masks(monkeypatch)
     specs = [spec("p-darts", seed=s, epochs=6) for s in (0, 1, 2)]  # 2 epochs per stage, 1 warm-up
     assert batching_reason(specs[0]) == ""
     batched = run_batch(specs, batched=True)
