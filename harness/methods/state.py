@@ -76,6 +76,10 @@ class TrialStates:
         for state in self.states:
             state.training = value
 
+    def select(self, trials: list[int]) -> TrialStates:
+        """The states of ``trials`` only (the trials that keep an op some others dropped)."""
+        return TrialStates([self.states[t] for t in trials])
+
     def _per_trial(self, draw, shape) -> torch.Tensor:
         shape = tuple(shape)
         k = len(self.states)

@@ -67,7 +67,7 @@ class Mixer:
         """weight * op(u), with the hooks on the op's input and output; with ``owners``, the op runs
         for every trial but the hooks act on (and draw for) the owners' trial blocks only."""
         index = None if owners is None else torch.tensor(owners, device=u.device)
-        hook_state = state if owners is None else TrialStates([state.states[t] for t in owners])
+        hook_state = state if owners is None else state.select(owners)
 
         def hooked(x: torch.Tensor, method: str) -> torch.Tensor:
             applied = [hook for hook in hooks if hasattr(hook, method)]
@@ -114,7 +114,7 @@ class Mixer:
                 index = torch.tensor(owners, device=u.device)
                 owner_ctx = None if op_ctx is None else op_ctx.select(owners)  # a cell's ops take no context
                 part = self._term(op, name, select_blocks(u, index, weights.shape[0]), owner_ctx, pos,
-                                  weights[index, k], TrialStates([self.state.states[t] for t in owners]), hooks)
+                                  weights[index, k], self.state.select(owners), hooks)
                 term = scatter_blocks(part, index, weights.shape[0])
             out = term if out is None else out + term
         base = u if skip is None or not (hooks or out is None) else skip(u)
