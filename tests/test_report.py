@@ -163,3 +163,35 @@ def test_cli_errors_in_process(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         report_main([str(tmp_path / "empty"), "--n-boot", "-1"])
     assert exit_info.value.code != 0
+
+
+def test_scatter_panel_titles_fit_their_panels(tmp_path, monkeypatch):
+    """[001] Table 4's longest hp-set name must not run past its panel (off the canvas on the right)."""
+    from matplotlib.figure import Figure
+
+    from harness.report import figures as report_figures
+
+    records = synthetic_records(
+        datasets=("blur",), spaces=("nonsequential",), methods=("das",), n_seeds=4, fail_rate=0.0, epochs=50,
+        hp_sets=("H1", "H2", "BOHB-one-shot-Blur", "BOHB-one-shot-DS", "BOHB-Blur", "BOHB-Non-Seq-one-shot-Blur",
+                 "BOHB-Non-Seq-Blur"),
+    )
+    panels = []  # (title extent, axes extent, canvas)
+    save = report_figures.save_figure_atomic
+
+    def recording(fig: Figure, path, **kwargs):
+        out = save(fig, path, **kwargs)  # drawn: the extents are final
+        if Path(path).name == "scatter_blur.png":
+            renderer = fig.canvas.get_renderer()
+            panels.extend(
+                (ax.title.get_window_extent(renderer), ax.get_window_extent(renderer), fig.bbox)
+                for ax in fig.axes
+                if ax.get_title()
+            )
+        return out
+
+    monkeypatch.setattr(report_figures, "save_figure_atomic", recording)
+    write_report(make_study(tmp_path / "t4", records), n_boot=10, alpha_trials=0)
+    assert len(panels) == 7
+    for title, axes, canvas in panels:
+        assert title.width <= axes.width and canvas.x0 <= title.x0 and title.x1 <= canvas.x1, (title, axes)

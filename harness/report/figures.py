@@ -30,6 +30,7 @@ from harness.tasks.metrics import metric_label
 PANEL_COLUMNS = ("space", "method", "hp_set", "epochs", "variant")
 DPI = 100
 WRAP = 60  # characters per line of a row label in a figure
+PANEL_WRAP = 45  # characters per line of a scatter panel's title (9 pt on a 4.6-inch panel)
 
 
 def safe_name(text: str) -> str:
@@ -97,7 +98,7 @@ def scatter_dataset(df: pd.DataFrame, dataset: str, path: Path, notes: list[str]
                 xs = np.linspace(x.min(), x.max(), 2)
                 ax.plot(xs, res["intercept"] + res["slope"] * xs, color=color, lw=1.2)
         failed = n_failed(g)
-        title = row_label(labels, PANEL_COLUMNS, wrap=WRAP)
+        title = row_label(labels, PANEL_COLUMNS, wrap=PANEL_WRAP)
         ax.set_title(title + (f"\n({failed} failed trial(s) not shown)" if failed else ""), fontsize=9)
         ax.set_xlabel(score_label(metric, "one-shot"))
         ax.set_ylabel(score_label(metric))
