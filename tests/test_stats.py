@@ -103,10 +103,26 @@ def test_describe_matches_numpy(two_groups):
     assert das["runtime_mean_s"] == pytest.approx(np.arange(30).mean())
 
 
+def test_cis_do_not_depend_on_the_order_the_store_holds_the_trials(two_groups):
+    """The same trials stored in another order (other batches, or copied from another run) get the
+    same CIs; before ok_values/ok_pairs sorted, a bootstrap resampled positions and they differed."""
+    df, *_ = two_groups
+    shuffled = df.sample(frac=1.0, random_state=7).reset_index(drop=True)
+    assert not shuffled["trial_id"].equals(df["trial_id"])
+    for stats_of in (
+        lambda d: hs.describe_scores(d, n_boot=N_BOOT),
+        lambda d: hs.correlations(d, n_boot=N_BOOT),
+        lambda d: hs.compare_groups(d, n_boot=N_BOOT),
+    ):
+        pd.testing.assert_frame_equal(stats_of(df), stats_of(shuffled))
+
+
 def test_describe_bootstrap_cis(two_groups):
     df, a, _, _ = two_groups
     das = row(hs.describe_scores(df, n_boot=N_BOOT, seed=3), method="das")
-    # scipy's bootstrap called directly with the group's generator: mean first, then median.
+    # scipy's bootstrap called directly with the group's generator: mean first, then median,
+    # on the values in ascending order (ok_values' canonical order).
+    a = np.sort(a)
     rng = group_rng(3, {c: das[c] for c in hs.GROUP_COLUMNS})
     for stat, func in (("mean", np.mean), ("median", np.median)):
         want = stats.bootstrap((a,), func, n_resamples=N_BOOT, rng=rng).confidence_interval
@@ -177,7 +193,10 @@ def test_correlations_match_scipy(two_groups):
     kt = stats.kendalltau(shot_a, a)
     assert (das["kendall_tau"], das["kendall_p"]) == pytest.approx((kt.statistic, kt.pvalue))
     assert das["n_pairs"] == 30
-    # Paired BCa CIs equal scipy's bootstrap of scipy's statistics, drawn in the same order.
+    # Paired BCa CIs equal scipy's bootstrap of scipy's statistics, drawn in the same order, on the
+    # pairs sorted by one-shot then architecture score (ok_pairs' canonical order).
+    order = np.lexsort((a, shot_a))
+    shot_a, a = shot_a[order], a[order]
     rng = group_rng(0, ("corr", *rng_key({c: das[c] for c in hs.GROUP_COLUMNS})))
     for name, func in (("pearson", stats.pearsonr), ("spearman", stats.spearmanr), ("kendall", stats.kendalltau)):
         want = stats.bootstrap(

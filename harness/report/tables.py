@@ -157,17 +157,21 @@ def paper_caption(labels: dict, table_no: int | None, metric: str | None = None,
     differs = []
     if not _same_epochs(labels["epochs"]):
         differs.append(f"our search ran {epochs_text(labels['epochs'])}, not {PAPER_EPOCHS}")
-    items = [item for v in (shared, labels.get("variant")) if has_variant(v)
-             for item in re.split(r", (?=[A-Za-z_][\w.]*=)", v)]
-    # Op options are details [001] leaves open (docs/open_choices.md), not overrides of a stated setting.
-    readings = [item for item in items if item.startswith(OPEN_CHOICE_PREFIXES)]
-    overrides = [item for item in items if item not in readings]
+    readings, overrides = split_variant(shared, labels.get("variant"))
     if overrides:
         differs.append(f"our rows override {', '.join(overrides)}, the paper used the plain hp set")
     reading = f" With our readings of details [001] leaves open: {', '.join(readings)}." if readings else ""
     if differs:
         return f"{ours}. Not directly comparable: {'; '.join(differs)}.{reading}"
     return f"{ours}, same budget and hp set (no overrides).{reading}"
+
+
+def split_variant(*variants) -> tuple[list[str], list[str]]:
+    """The items of row variants as (readings, overrides): op options are details [001] leaves
+    open (docs/open_choices.md), not overrides of a setting the paper states."""
+    items = [item for v in variants if has_variant(v) for item in re.split(r", (?=[A-Za-z_][\w.]*=)", v)]
+    readings = [item for item in items if item.startswith(OPEN_CHOICE_PREFIXES)]
+    return readings, [item for item in items if item not in readings]
 
 
 def epochs_text(epochs) -> str:

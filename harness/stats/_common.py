@@ -131,21 +131,27 @@ def numeric(series: pd.Series) -> np.ndarray:
 
 
 def ok_values(df: pd.DataFrame, column: str) -> np.ndarray:
-    """Finite values of ``column`` among the ok trials (failed trials never enter)."""
+    """Finite values of ``column`` among the ok trials (failed trials never enter), ascending.
+
+    Why sorted: a bootstrap resamples positions, so the same trials in another order would get
+    another CI. In canonical order a group's CI depends on its values only, not on the batches
+    that stored them or on trials copied from another run (the H1 rows of Tables 1 and 3).
+    """
     if column not in df.columns:
         return np.array([], dtype=float)
     values = numeric(df.loc[ok_mask(df), column])
-    return values[np.isfinite(values)]
+    return np.sort(values[np.isfinite(values)])
 
 
 def ok_pairs(df: pd.DataFrame, x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
-    """Paired finite (x, y) values among the ok trials."""
+    """Paired finite (x, y) values among the ok trials, sorted by x then y (as ``ok_values``)."""
     if x not in df.columns or y not in df.columns:
         return np.array([], dtype=float), np.array([], dtype=float)
     ok = df.loc[ok_mask(df)]
     xs, ys = numeric(ok[x]), numeric(ok[y])
     keep = np.isfinite(xs) & np.isfinite(ys)
-    return xs[keep], ys[keep]
+    order = np.lexsort((ys[keep], xs[keep]))
+    return xs[keep][order], ys[keep][order]
 
 
 def rng_key(labels: dict) -> tuple:
