@@ -320,3 +320,21 @@ def test_compare_groups(two_groups):
     )
     assert len(flipped) == 1 and flipped.iloc[0]["a"] == "random"
     assert flipped.iloc[0]["prob_a_beats_b"] == pytest.approx(1 - r["prob_a_beats_b"])
+
+
+def test_compare_groups_counts_seeds_where_both_rows_returned_the_same_architecture(tmp_path):
+    recs = []
+    for seed in range(6):
+        recs.append({**record(seed, method="das"), "genotype": ["lgd", "net", "net"]})
+        other = ["lgd", "net", "net"] if seed < 4 else ["net", "net", "lgd"]  # seeds 4, 5 differ
+        recs.append({**record(seed, method="darts", status="failed" if seed == 0 else "ok"), "genotype": other})
+    recs.append({**record(9, method="darts"), "genotype": ["lgd", "net", "net"]})  # no das trial of seed 9
+    out = hs.compare_groups(study(tmp_path, recs), n_boot=0)
+    r = out.iloc[0]
+    # Paired: seeds 1-5 (seed 0 failed in darts, seed 9 has no das trial); the same: seeds 1-3.
+    assert ({r["a"], r["b"]}, r["n_paired"], r["n_same_genotype"]) == ({"das/H1", "darts/H1"}, 5, 3)
+    # Cell-space genotypes are nested; equal ones count as the same whatever the dict order.
+    cell = {"normal": [["sep_conv_3x3", 0]], "reduce": [["max_pool_3x3", 1]]}
+    a = pd.DataFrame({"seed": [0], "genotype": [cell], "status": ["ok"]})
+    b = pd.DataFrame({"seed": [0], "genotype": [dict(reversed(list(cell.items())))], "status": ["ok"]})
+    assert hs.genotype_agreement(a, b) == (1, 1)

@@ -47,6 +47,7 @@ from harness.stats.correlation import MIN_N_CORRELATION
 from harness.tasks.metrics import find_metric, metric_label
 
 MAX_COMPARISON_ROWS = 80
+SAME_ARCHITECTURE_SHARE = 0.9  # pairs of rows this alike are named below the comparisons
 
 
 def _part_intro(doc: Doc, metric: str, mixed: bool, text: str) -> None:
@@ -179,7 +180,9 @@ def comparison_section(doc: Doc, comparisons: pd.DataFrame) -> None:
         return
     doc.text(
         "A and B name a row as method/hp set, epochs and, when set, its overrides. P(A beats B): the chance "
-        "that a random trial of A scores better than one of B (ties count 1/2)."
+        "that a random trial of A scores better than one of B (ties count 1/2). Same arch.: of the seeds with an "
+        "ok trial in both rows, those where both returned the same architecture, which the same seed retrains "
+        "to the same score on one CPU."
     )
     # Per data set / space / op set, the reference is its first level (e.g. das/H1) vs the rest.
     cell = ["dataset", "metric", "space", "op_set"]
@@ -193,6 +196,17 @@ def comparison_section(doc: Doc, comparisons: pd.DataFrame) -> None:
     if len(shown) < len(comparisons):
         shown_of = f"Showing {len(shown)} of {len(comparisons)} pairs"
         doc.text(f"{shown_of} (the reference of each cell vs the rest); all are in comparisons.csv.")
+    same = shown[(shown["n_same_genotype"] >= SAME_ARCHITECTURE_SHARE * shown["n_paired"]) & (shown["n_paired"] > 0)]
+    if len(same):
+        pairs = "; ".join(f"{r['a']} and {r['b']} ({_same_text(r)})" for _, r in same.iterrows())
+        doc.text(f"**Rows that returned the same architecture for at least {SAME_ARCHITECTURE_SHARE:.0%} of their "
+                 f"paired seeds: {pairs}. Their searches barely differ in outcome: a score difference between such "
+                 "rows comes from the few seeds where they differ, or from rounding where their trials ran on "
+                 "different CPUs (docs/reliability.md).**")
+
+
+def _same_text(r: pd.Series) -> str:
+    return f"{int(r['n_same_genotype'])}/{int(r['n_paired'])}" if r["n_paired"] else "–"
 
 
 def _comparison_rows(shown: pd.DataFrame) -> pd.DataFrame:
@@ -209,6 +223,7 @@ def _comparison_rows(shown: pd.DataFrame) -> pd.DataFrame:
             f"{fmt(r['median_diff_ci_high'])}]",
             "Mann-Whitney p": fmt(r["mannwhitney_p"], 3),
             "P(A beats B)": fmt(r["prob_a_beats_b"]),
+            "same arch.": _same_text(r),
             "note": r["note"],
         }
         for _, r in shown.iterrows()

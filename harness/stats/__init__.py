@@ -23,7 +23,7 @@ from harness.stats._common import (
     metric_labels,
     ok_values,
 )
-from harness.stats.compare import compare_groups, compare_two, level_labels, prob_superiority
+from harness.stats.compare import compare_groups, compare_two, genotype_agreement, level_labels, prob_superiority
 from harness.stats.correlation import MIN_N_CORRELATION, correlate, correlations
 from harness.stats.describe import describe_scores, score_stats, summary_table
 from harness.stats.genotypes import alpha_probabilities, flatten_genotype, op_frequencies, softmax
@@ -48,6 +48,7 @@ __all__ = [
     "ci_width_curve",
     "compare_groups",
     "compare_two",
+    "genotype_agreement",
     "correlate",
     "correlations",
     "describe_scores",

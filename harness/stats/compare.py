@@ -10,6 +10,7 @@ metric where higher is better, a lower one for a metric like ``params_m``).
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -48,6 +49,8 @@ COMPARE_COLUMNS = [
     "mannwhitney_u",
     "mannwhitney_p",
     "prob_a_beats_b",
+    "n_paired",
+    "n_same_genotype",
     "note",
 ]
 
@@ -82,7 +85,8 @@ def compare_two(
     ``direction`` is the metric's: with ``'min'`` A beats B where its score is lower.
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    out = {c: np.nan for c in COMPARE_COLUMNS if c not in ("a", "b", "n_failed_a", "n_failed_b")}
+    per_seed = ("a", "b", "n_failed_a", "n_failed_b", "n_paired", "n_same_genotype")  # compare_groups' part
+    out = {c: np.nan for c in COMPARE_COLUMNS if c not in per_seed}
     out.update(n_a=int(a.size), n_b=int(b.size), note="")
     if a.size == 0 or b.size == 0:
         out["note"] = "a side has no ok trials"
@@ -102,6 +106,29 @@ def compare_two(
     out["median_diff_ci_low"], out["median_diff_ci_high"] = low, high
     out["note"] = join_notes(*notes, ci_note)
     return out
+
+
+def genotype_agreement(a: pd.DataFrame, b: pd.DataFrame) -> tuple[int, int]:
+    """(seeds with an ok trial in both A and B, those of them whose genotypes are identical).
+
+    Why: two methods that return the same architecture for a seed retrain it with the same seed,
+    so on one CPU they score the same; a score difference between rows that mostly agree is
+    retraining noise (or another CPU's rounding), not a better search. (0, 0) without seeds.
+    """
+    if not {"seed", "genotype"} <= set(a.columns) & set(b.columns):
+        return 0, 0
+    ga, gb = _genotypes_by_seed(a), _genotypes_by_seed(b)
+    paired = set(ga) & set(gb)
+    return len(paired), sum(ga[s] == gb[s] for s in paired)
+
+
+def _genotypes_by_seed(part: pd.DataFrame) -> dict:
+    ok = part[part["status"] == "ok"] if "status" in part.columns else part
+    return {
+        seed: json.dumps(genotype, sort_keys=True)
+        for seed, genotype in zip(ok["seed"], ok["genotype"], strict=True)
+        if isinstance(genotype, (list, tuple, dict, str))
+    }
 
 
 def _labels_of(df: pd.DataFrame, column: str) -> pd.Series:
@@ -165,5 +192,6 @@ def compare_groups(
                 kw = dict(n_boot=n_boot, ci=ci, rng=rng, ci_method=ci_method, direction=find_metric(names[0]).direction)
                 res = compare_two(ok_values(ga, score), ok_values(gb, score), **kw)
             failed = {"n_failed_a": n_failed(ga), "n_failed_b": n_failed(gb)}
+            res["n_paired"], res["n_same_genotype"] = genotype_agreement(ga, gb)
             rows.append({**labels, "a": a, "b": b, **failed, **res})
     return pd.DataFrame(rows, columns=cols + COMPARE_COLUMNS)
