@@ -182,7 +182,7 @@ def comparison_section(doc: Doc, comparisons: pd.DataFrame) -> None:
         "A and B name a row as method/hp set, epochs and, when set, its overrides. P(A beats B): the chance "
         "that a random trial of A scores better than one of B (ties count 1/2). Same arch.: of the seeds with an "
         "ok trial in both rows, those where both returned the same architecture, which the same seed retrains "
-        "to the same score on one CPU."
+        "to the same score on one CPU and batch plan (to within rounding otherwise, docs/reliability.md)."
     )
     # Per data set / space / op set, the reference is its first level (e.g. das/H1) vs the rest.
     cell = ["dataset", "metric", "space", "op_set"]

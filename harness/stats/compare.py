@@ -112,8 +112,8 @@ def genotype_agreement(a: pd.DataFrame, b: pd.DataFrame) -> tuple[int, int]:
     """(seeds with an ok trial in both A and B, those of them whose genotypes are identical).
 
     Why: two methods that return the same architecture for a seed retrain it with the same seed,
-    so on one CPU they score the same; a score difference between rows that mostly agree is
-    retraining noise (or another CPU's rounding), not a better search. (0, 0) without seeds.
+    so on one CPU and batch plan they score the same (within rounding otherwise); a score
+    difference between rows that mostly agree is not a better search. (0, 0) without seeds.
     """
     if not {"seed", "genotype"} <= set(a.columns) & set(b.columns):
         return 0, 0
