@@ -85,8 +85,9 @@ def compare_two(
     ``direction`` is the metric's: with ``'min'`` A beats B where its score is lower.
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    per_seed = ("a", "b", "n_failed_a", "n_failed_b", "n_paired", "n_same_genotype")  # compare_groups' part
-    out = {c: np.nan for c in COMPARE_COLUMNS if c not in per_seed}
+    # Columns that need the rows' trials, not just their scores: compare_groups fills them.
+    from_trials = ("a", "b", "n_failed_a", "n_failed_b", "n_paired", "n_same_genotype")
+    out = {c: np.nan for c in COMPARE_COLUMNS if c not in from_trials}
     out.update(n_a=int(a.size), n_b=int(b.size), note="")
     if a.size == 0 or b.size == 0:
         out["note"] = "a side has no ok trials"
