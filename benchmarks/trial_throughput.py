@@ -99,6 +99,19 @@ def trial_flops(dataset: str, method: str, space: str, epochs: int, options: dic
     return counts[0] + (counts[1] - counts[0]) * (epochs - m) / m
 
 
+def _key_value(text: str, parser: argparse.ArgumentParser) -> tuple[str, object]:
+    """'hvp=exact' -> ('hvp', 'exact'); numbers as numbers (the row's option types check the rest)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        parser.error(f"--method-option wants KEY=VALUE, got {text!r}")
+    for cast in (int, float):
+        try:
+            return key, cast(value)
+        except ValueError:
+            pass
+    return key, value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
@@ -109,9 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alone-trials", type=int, default=1)
     parser.add_argument("--samples", type=int, default=None, help="samples per epoch (default: the problem's 2432)")
     parser.add_argument("--noise-op-std", type=float, default=4.0, help="the [001] studies' calibrated value")
+    parser.add_argument("--method-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a preset option for every row of --rows, e.g. hvp=exact for idarts (repeatable)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     options = {"ops": {"noise_op_std": args.noise_op_std}}
+    if args.method_option:
+        options["method"] = dict(_key_value(text, parser) for text in args.method_option)
     if args.samples:
         options["problem"] = {"samples_per_evaluation": args.samples}
     rows = [(m, m, args.space) for m in args.rows] if args.rows else ROWS

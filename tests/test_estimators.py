@@ -133,14 +133,24 @@ def test_neumann_series_is_exact_truncation_and_converges_to_ift():
     for terms in (0, 1, 3):
         series = sum(torch.linalg.matrix_power(step, k) for k in range(terms + 1))
         dense = gv_a - gamma * (M.T @ series @ gv_w).reshape(P, K)
-        torch.testing.assert_close(_call(ImplicitNeumann(terms=terms), pr, gamma), dense, rtol=1e-10, atol=1e-12)
-    errors = [_rel(_call(ImplicitNeumann(terms=terms), pr, gamma), ift) for terms in (0, 3, 10, 40)]
+        exact = _call(ImplicitNeumann(terms=terms, hvp="exact"), pr, gamma)
+        torch.testing.assert_close(exact, dense, rtol=1e-10, atol=1e-12)
+        # the default takes every product by central differences of exact gradients: the error is
+        # O(radius^2) (1.2e-5 to 2e-5 at the default radius 0.01 here), 100x less per 10x less radius
+        fd_errors = [_rel(_call(ImplicitNeumann(terms=terms, fd_radius=r), pr, gamma), dense) for r in (1e-2, 1e-3)]
+        assert fd_errors[0] < 5e-5 and 50 < fd_errors[0] / fd_errors[1] < 200, fd_errors
+    errors = [_rel(_call(ImplicitNeumann(terms=terms, hvp="exact"), pr, gamma), ift) for terms in (0, 3, 10, 40)]
     assert all(a > b for a, b in zip(errors, errors[1:])), errors
     assert errors[0] > 0.1 and errors[-1] < 1e-9, errors
+    differences = [_rel(_call(ImplicitNeumann(terms=terms), pr, gamma), ift) for terms in (0, 3, 10, 40)]
+    assert all(a > b for a, b in zip(differences, differences[1:])), differences
+    assert differences[-1] < 5e-5, differences
     # gamma given explicitly overrides xi
     torch.testing.assert_close(
         _call(ImplicitNeumann(terms=3, gamma=gamma), pr, 123.0), _call(ImplicitNeumann(3), pr, gamma)
     )
+    with pytest.raises(ValueError, match="difference, exact"):
+        ImplicitNeumann(hvp="exakt")
 
 
 def test_single_and_mixed_level_first_order():
@@ -165,6 +175,7 @@ def test_single_and_mixed_level_first_order():
         ("first-order", {}),
         ("second-order", {}),
         ("implicit-neumann", {"terms": 2}),
+        ("implicit-neumann", {"terms": 2, "hvp": "exact"}),
         ("single-level", {}),
         ("mixed-level", {"chi": 0.5}),
         ("mixed-level-2nd", {"chi": 0.5}),

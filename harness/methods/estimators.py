@@ -88,6 +88,43 @@ def _resolve(coefficient: Coefficient, state: SearchState | None, what: str) -> 
     return float(coefficient)
 
 
+def _radii(v: Sequence[torch.Tensor], trials: int, fd_radius: float) -> list[float]:
+    """Each trial's finite-difference step eps_t = fd_radius / ||v_t|| (DARTS [004] Eq. 3).
+
+    ||v_t|| is summed as the single trial sums it (per parameter, then over parameters): the
+    hypergradient is chaotic in float noise, so only the same order keeps trials comparable."""
+    if trials == 1:
+        return [fd_radius / (math.sqrt(float(_dot(v, v))) + 1e-12)]
+    views = [trial_view(x, trials) for x in v]
+    return [fd_radius / (math.sqrt(float(sum((x[t] * x[t]).sum() for x in views))) + 1e-12) for t in range(trials)]
+
+
+def _shifted_gradients(base, weights, v, trials: int, fd_radius: float, gradients):
+    """``gradients()`` at base + eps_t v and at base - eps_t v, each trial on its own radius eps_t.
+
+    ``gradients`` reads the live ``weights`` (set here; the caller restores them). Returns
+    (plus, minus, eps): the two lists of gradients and the radii, for a central difference
+    [plus - minus] / (2 eps_t), the Hessian(-mixed)-vector product without double backward."""
+    eps = _radii(v, trials, fd_radius)
+    shifted = []
+    for sign in (1.0, -1.0):
+        if trials == 1:
+            set_weights(weights, [b + sign * eps[0] * x for b, x in zip(base, v)])
+        else:
+            scale = torch.tensor([sign * e for e in eps], dtype=v[0].dtype, device=v[0].device)
+            set_weights(weights, [b + per_trial(scale, x, trials) * x for b, x in zip(base, v)])
+        shifted.append(gradients())
+    return shifted[0], shifted[1], eps
+
+
+def _central_difference(plus, minus, eps: list[float], trials: int) -> torch.Tensor:
+    """[plus - minus] / (2 eps_t) per trial of a trial-major tensor (or one trial's tensor)."""
+    if trials == 1:
+        return (plus - minus) / (2 * eps[0])
+    denominators = torch.tensor([2 * e for e in eps], dtype=plus.dtype, device=plus.device)
+    return (plus - minus) / per_trial(denominators, plus, trials)
+
+
 class _Unroll:
     """One virtual SGD step w' = w - xi grad_w L_train(w, a), with finite-difference mixed HVPs.
 
@@ -114,27 +151,11 @@ class _Unroll:
     def hypergradient(self, loss: LossFn) -> torch.Tensor:
         self._set(self.unrolled)
         d_alpha, *v = _grads(loss(self.alpha), [self.alpha, *self.weights])
-        if self.trials > 1:
-            return self._per_trial(d_alpha, v)
-        eps = self.fd_radius / (math.sqrt(float(_dot(v, v))) + 1e-12)
-        terms = []
-        for sign in (1.0, -1.0):
-            self._set([b + sign * eps * g for b, g in zip(self.backup, v)])
-            terms.append(_grads(self.train_loss(self.alpha), [self.alpha])[0])
-        return d_alpha - self.xi * (terms[0] - terms[1]) / (2 * eps)
-
-    def _per_trial(self, d_alpha: torch.Tensor, v: list[torch.Tensor]) -> torch.Tensor:
-        k = self.trials
-        # ||v_t|| summed as the single trial sums it (per parameter, then over parameters): the
-        # hypergradient is chaotic in float noise, so only the same order keeps trials comparable.
-        eps = [self.fd_radius / (math.sqrt(float(sum((x[t] * x[t]).sum() for x in (trial_view(y, k) for y in v))))
-                                 + 1e-12) for t in range(k)]
-        terms = []
-        for sign in (1.0, -1.0):
-            scale = torch.tensor([sign * e for e in eps], dtype=v[0].dtype, device=v[0].device)
-            self._set([b + per_trial(scale, x, k) * x for b, x in zip(self.backup, v)])
-            terms.append(_grads(self.train_loss(self.alpha), [self.alpha])[0])
-        return torch.stack([d_alpha[t] - self.xi * ((terms[0][t] - terms[1][t]) / (2 * eps[t])) for t in range(k)])
+        (plus,), (minus,), eps = _shifted_gradients(self.backup, self.weights, v, self.trials, self.fd_radius,
+                                                    lambda: _grads(self.train_loss(self.alpha), [self.alpha]))
+        if self.trials == 1:
+            return d_alpha - self.xi * (plus - minus) / (2 * eps[0])
+        return torch.stack([d_alpha[t] - self.xi * ((plus[t] - minus[t]) / (2 * eps[t])) for t in range(self.trials)])
 
     def restore(self) -> None:
         self._set(self.backup)
@@ -169,35 +190,59 @@ class ImplicitNeumann:
 
     grad = dL_val/da - gamma * dL_val/dw  sum_{k=0}^{K} [I - gamma H]^k  d2L_train/(dw da),
     H = d2L_train/dw2, all at the current weights (taken as the approximate w*). The series
-    times gamma approximates H^-1 (exactly as K -> inf when 0 < gamma < 2 / lambda_max(H));
-    the terms p_k = (I - gamma H) p_{k-1}, p_0 = dL_val/dw, use exact Hessian-vector products
-    by double backward through one train-loss forward, so no finite differences are needed.
+    times gamma approximates H^-1 (exactly as K -> inf when 0 < gamma < 2 / lambda_max(H)).
     K = 0 is DARTS-2nd's correction at the current weights. ``gamma`` defaults to ``xi`` (the
     weight learning rate, as in M17: "gamma = learning rate").
 
-    ``terms`` default 5: our choice (K is not stated in M17); each term costs one HVP, so K = 5
-    keeps an alpha step within a few times DARTS-2nd's cost.
+    ``terms`` default 5: our choice (K is not stated in M17); each term costs one HVP.
+    ``hvp``: how the products with H and the mixed block are taken (M17 does not say):
+    ``"difference"`` (default) as central differences of exact gradients at w +- eps p, eps =
+    fd_radius / ||p|| per trial, as DARTS-2nd takes its one product ([004] Eq. 3): two first-order
+    passes each, through the fused kernel; ``"exact"`` by double backward through one train-loss
+    forward, which the fused kernel only gives through its reference ops (measured: docs/engine.md).
     """
 
     name = "implicit-neumann"
+    HVP_MODES = ("difference", "exact")
 
-    def __init__(self, terms: int = 5, gamma: float | None = None) -> None:
+    def __init__(self, terms: int = 5, gamma: float | None = None, hvp: str = "difference",
+                 fd_radius: float = 0.01) -> None:
         if terms < 0:
             raise ValueError(f"terms must be >= 0, got {terms}")
-        self.terms, self.gamma = int(terms), gamma
+        if hvp not in self.HVP_MODES:
+            raise ValueError(f"hvp must be one of {', '.join(self.HVP_MODES)}; got {hvp!r}")
+        self.terms, self.gamma, self.hvp, self.fd_radius = int(terms), gamma, hvp, float(fd_radius)
 
     def alpha_gradient(self, alpha, weights, train_loss: LossFn, val_loss: LossFn, xi: float, state=None):
         gamma = xi if self.gamma is None else self.gamma
         a, weights = _leaf(alpha), _trainable(weights)
         d_alpha, *v = _grads(val_loss(a), [a, *weights])
+        if self.hvp == "exact":
+            return d_alpha - gamma * self._exact_series(a, weights, train_loss, v, gamma)
+        trials = a.shape[0] if a.dim() == 3 else 1
+        base = [w.detach().clone() for w in weights]
+        try:
+            p, acc = v, [x.clone() for x in v]
+            for _ in range(self.terms):
+                plus, minus, eps = _shifted_gradients(base, weights, p, trials, self.fd_radius,
+                                                      lambda: _grads(train_loss(a), weights))
+                p = [x - gamma * _central_difference(hi, lo, eps, trials) for x, hi, lo in zip(p, plus, minus)]
+                acc = [s + x for s, x in zip(acc, p)]
+            (plus,), (minus,), eps = _shifted_gradients(base, weights, acc, trials, self.fd_radius,
+                                                        lambda: _grads(train_loss(a), [a]))
+        finally:
+            set_weights(weights, base)
+        return d_alpha - gamma * _central_difference(plus, minus, eps, trials)
+
+    def _exact_series(self, a, weights, train_loss: LossFn, v, gamma: float) -> torch.Tensor:
+        """d2L_train/(da dw) . sum_k p_k with exact Hessian-vector products (double backward)."""
         g_w = _grads(train_loss(a), weights, create_graph=True)
         p, acc = v, [x.clone() for x in v]
         for _ in range(self.terms):
             hp = _grads(_dot(g_w, p), weights, retain_graph=True)
             p = [x - gamma * h for x, h in zip(p, hp)]
             acc = [s + x for s, x in zip(acc, p)]
-        mixed = _grads(_dot(g_w, acc), [a])[0]  # d2L_train/(da dw) . acc
-        return d_alpha - gamma * mixed
+        return _grads(_dot(g_w, acc), [a])[0]
 
 
 class SingleLevel:

@@ -205,12 +205,13 @@ def pc_darts(name: str = "pc-darts", channel_fraction: int = 4) -> ComposedSearc
 
 
 @preset("idarts")
-def idarts(name: str = "idarts", neumann_terms: int = 5, weight_steps_per_alpha_step: int = 2) -> ComposedSearch:
+def idarts(name: str = "idarts", neumann_terms: int = 5, weight_steps_per_alpha_step: int = 2,
+           hvp: str = "difference") -> ComposedSearch:
     return ComposedSearch(
         name=name,
         entry="M17",
         spaces=ONE_D_AND_CELLS,
-        estimator=ImplicitNeumann(terms=neumann_terms),
+        estimator=ImplicitNeumann(terms=neumann_terms, hvp=hvp),
         weight_steps_per_alpha_step=weight_steps_per_alpha_step,
         description="iDARTS: implicit hypergradient with a truncated Neumann series",
     )
