@@ -5,14 +5,14 @@ Bi-level problem min_a L_val(w*(a), a), w*(a) = argmin_w L_train(w, a), and its 
 * ``FirstOrder`` (DARTS-1st, M02/M03): grad_a L_val(w, a) at the current weights.
 * ``SecondOrder`` (DARTS-2nd, [004] Eqs 2-3): one virtual SGD step, finite-difference HVP.
 * ``ImplicitNeumann`` (iDARTS, M17): implicit-function-theorem hypergradient, inverse Hessian
-  by a truncated Neumann series of exact (double-backward) Hessian-vector products.
+  by a truncated Neumann series of Hessian-vector products (central differences by default).
 * ``SingleLevel`` (DAS-single, M04): grad_a L_train(w, a); alpha and w fit the same data.
 * ``MixedLevel`` (MiLeNAS M18, first-order reading of AllegroNAS Eq. 4):
   grad_a L_val + chi grad_a L_train at the current weights.
 * ``MixedLevelSecondOrder`` (AllegroNAS M44, Eqs 4-5): both terms through the one-step unroll.
 
 Trial axis: alpha may be (K, positions, ops) for K trials whose losses are summed; gradients
-of a sum are per trial, and the finite-difference radius is taken per trial (``_Unroll``).
+of a sum are per trial, and the finite-difference radius is taken per trial (``_shifted_gradients``).
 
 Interface (docs/method_components.md): ``alpha_gradient(alpha, weights, train_loss, val_loss,
 xi, state=None)`` returns the alpha gradient only (detached); weights' values and ``.grad`` are
