@@ -206,12 +206,12 @@ def pc_darts(name: str = "pc-darts", channel_fraction: int = 4) -> ComposedSearc
 
 @preset("idarts")
 def idarts(name: str = "idarts", neumann_terms: int = 5, weight_steps_per_alpha_step: int = 2,
-           hvp: str = "difference") -> ComposedSearch:
+           hvp: str = "difference", fd_radius: float = 0.01) -> ComposedSearch:
     return ComposedSearch(
         name=name,
         entry="M17",
         spaces=ONE_D_AND_CELLS,
-        estimator=ImplicitNeumann(terms=neumann_terms, hvp=hvp),
+        estimator=ImplicitNeumann(terms=neumann_terms, hvp=hvp, fd_radius=fd_radius),
         weight_steps_per_alpha_step=weight_steps_per_alpha_step,
         description="iDARTS: implicit hypergradient with a truncated Neumann series",
     )
