@@ -88,6 +88,11 @@ def _resolve(coefficient: Coefficient, state: SearchState | None, what: str) -> 
     return float(coefficient)
 
 
+def _trial_count(alpha: torch.Tensor) -> int:
+    """K for a (K, positions, ops) alpha; 1 for one trial's (positions, ops) alpha."""
+    return alpha.shape[0] if alpha.dim() == 3 else 1
+
+
 def _radii(v: Sequence[torch.Tensor], trials: int, fd_radius: float) -> list[float]:
     """Each trial's finite-difference step eps_t = fd_radius / ||v_t|| (DARTS [004] Eq. 3).
 
@@ -139,7 +144,7 @@ class _Unroll:
 
     def __init__(self, alpha, weights, train_loss: LossFn, xi: float, fd_radius: float) -> None:
         self.alpha, self.weights, self.train_loss, self.xi, self.fd_radius = alpha, weights, train_loss, xi, fd_radius
-        self.trials = alpha.shape[0] if alpha.dim() == 3 else 1
+        self.trials = _trial_count(alpha)
         self.backup = [w.detach().clone() for w in weights]
         grads = _grads(train_loss(alpha.detach()), weights)
         self.unrolled = [b - xi * g for b, g in zip(self.backup, grads)]
@@ -153,9 +158,9 @@ class _Unroll:
         d_alpha, *v = _grads(loss(self.alpha), [self.alpha, *self.weights])
         (plus,), (minus,), eps = _shifted_gradients(self.backup, self.weights, v, self.trials, self.fd_radius,
                                                     lambda: _grads(self.train_loss(self.alpha), [self.alpha]))
-        if self.trials == 1:
+        if self.trials == 1:  # (xi * difference) / (2 eps): the order the stored one-trial records used
             return d_alpha - self.xi * (plus - minus) / (2 * eps[0])
-        return torch.stack([d_alpha[t] - self.xi * ((plus[t] - minus[t]) / (2 * eps[t])) for t in range(self.trials)])
+        return d_alpha - self.xi * _central_difference(plus, minus, eps, self.trials)
 
     def restore(self) -> None:
         self._set(self.backup)
@@ -219,7 +224,7 @@ class ImplicitNeumann:
         d_alpha, *v = _grads(val_loss(a), [a, *weights])
         if self.hvp == "exact":
             return d_alpha - gamma * self._exact_series(a, weights, train_loss, v, gamma)
-        trials = a.shape[0] if a.dim() == 3 else 1
+        trials = _trial_count(a)
         base = [w.detach().clone() for w in weights]
         try:
             p, acc = v, [x.clone() for x in v]
